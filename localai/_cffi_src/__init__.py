@@ -1,0 +1,1 @@
+"""Build-time only: the cffi module definitions, compiled by build.py (never imported at run time)."""

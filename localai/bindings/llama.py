@@ -1,0 +1,361 @@
+"""Typed wrappers over libllama (via the compiled ``_llama_cffi`` module).
+
+Handles are freed by explicit, idempotent ``close()`` (and ``with``); nothing relies on
+garbage collection for model-sized memory. C failures raise ``localai.errors`` classes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from localai.bindings import load_native
+from localai.errors import ModelLoadError, NativeError
+
+_native = load_native("_llama_cffi")
+ffi, lib = _native.ffi, _native.lib
+
+_init_lock = threading.Lock()
+_initialised = False
+
+LOG_LEVELS = {"debug": lib.GGML_LOG_LEVEL_DEBUG, "info": lib.GGML_LOG_LEVEL_INFO,
+              "warn": lib.GGML_LOG_LEVEL_WARN, "error": lib.GGML_LOG_LEVEL_ERROR}
+
+
+def backend_init(log_level: str | None = None) -> None:
+    """Initialise llama.cpp once per process (idempotent, thread-safe)."""
+    global _initialised
+    with _init_lock:
+        level = log_level or os.environ.get("LOCALAI_NATIVE_LOG", "warn")
+        lib.localai_llama_set_log_level(LOG_LEVELS.get(level, lib.GGML_LOG_LEVEL_WARN))
+        if not _initialised:
+            lib.llama_backend_init()
+            _initialised = True
+
+
+def system_info() -> str:
+    """llama.cpp's description of the CPU features the build uses (e.g. ``AVX2 = 1``)."""
+    return ffi.string(lib.llama_print_system_info()).decode()
+
+
+def ggml_version() -> str:
+    return ffi.string(lib.localai_ggml_version()).decode()
+
+
+def _check(ok: bool, message: str, cls: type[NativeError] = NativeError) -> None:
+    if not ok:
+        raise cls(message)
+
+
+class _Handle:
+    """Owns one native pointer; ``close()`` frees it once."""
+
+    _ptr = ffi.NULL
+    _free = None
+
+    def close(self) -> None:
+        ptr, self._ptr = self._ptr, ffi.NULL
+        if ptr != ffi.NULL and self._free is not None:
+            type(self)._free(ptr)
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr == ffi.NULL
+
+    def _live(self):
+        if self._ptr == ffi.NULL:
+            raise NativeError(f"{type(self).__name__} is closed")
+        return self._ptr
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # backstop only; callers close explicitly
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Model(_Handle):
+    """A GGUF model loaded into memory."""
+
+    _free = staticmethod(lib.llama_model_free)
+
+    def __init__(self, path: str | os.PathLike, *, use_mmap: bool = True, use_mlock: bool = False,
+                 vocab_only: bool = False) -> None:
+        backend_init()
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"model file not found: {path}")
+        params = lib.llama_model_default_params()
+        params.n_gpu_layers = 0
+        params.vocab_only = vocab_only
+        params.load_mode = {(True, False): lib.LLAMA_LOAD_MODE_MMAP, (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK,
+                            (False, True): lib.LLAMA_LOAD_MODE_MLOCK,
+                            (False, False): lib.LLAMA_LOAD_MODE_NONE}[(use_mmap, use_mlock)]
+        ptr = lib.llama_model_load_from_file(path.encode(), params)
+        _check(ptr != ffi.NULL, f"llama.cpp could not load the model {path}", ModelLoadError)
+        self._ptr = ptr
+        self.path = path
+        self.vocab = lib.llama_model_get_vocab(ptr)
+        self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = lib.llama_model_n_ctx_train(ptr)
+        self.n_embd = lib.llama_model_n_embd(ptr)
+        self.bos = lib.llama_vocab_bos(self.vocab)
+        self.eos = lib.llama_vocab_eos(self.vocab)
+        self.has_encoder = bool(lib.llama_model_has_encoder(ptr))
+        self._piece_cache: dict[int, bytes] = {}
+
+    def description(self) -> str:
+        buf = ffi.new("char[]", 256)
+        lib.llama_model_desc(self._live(), buf, 256)
+        return ffi.string(buf).decode(errors="replace")
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as text, or None when absent."""
+        size = 256
+        while True:
+            buf = ffi.new("char[]", size)
+            n = lib.llama_model_meta_val_str(self._live(), key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return ffi.string(buf).decode(errors="replace")
+            size = n + 1
+
+    def chat_template(self, name: str | None = None) -> str | None:
+        ptr = lib.llama_model_chat_template(self._live(), name.encode() if name else ffi.NULL)
+        return None if ptr == ffi.NULL else ffi.string(ptr).decode(errors="replace")
+
+    def pooling_type(self) -> int:
+        value = self.meta(f"{self.meta('general.architecture')}.pooling_type")
+        return int(value) if value is not None else lib.LLAMA_POOLING_TYPE_NONE
+
+    def tokenize(self, text: str | bytes, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        data = text.encode() if isinstance(text, str) else text
+        capacity = len(data) + 8
+        for _ in range(2):
+            buf = ffi.new("llama_token[]", capacity)
+            n = lib.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)
+            if n >= 0:
+                return list(ffi.unpack(buf, n))
+            capacity = -n
+        raise NativeError("llama_tokenize failed")
+
+    def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes of one token (may be part of a UTF-8 character)."""
+        key = token if not special else ~token
+        piece = self._piece_cache.get(key)
+        if piece is None:
+            buf = ffi.new("char[]", 64)
+            n = lib.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
+            if n < 0:
+                buf = ffi.new("char[]", -n)
+                n = lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+            piece = ffi.unpack(buf, n)
+            self._piece_cache[key] = piece
+        return piece
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return b"".join(self.token_to_piece(t, special=special) for t in tokens).decode(errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(lib.llama_vocab_is_eog(self.vocab, token))
+
+    def token_text(self, token: int) -> str:
+        return ffi.string(lib.llama_vocab_get_text(self.vocab, token)).decode(errors="replace")
+
+
+class Batch(_Handle):
+    """A reusable llama_batch for up to ``capacity`` tokens across sequences."""
+
+    _free = None
+
+    def __init__(self, capacity: int, embd: int = 0) -> None:
+        self._struct = ffi.new("struct llama_batch *")
+        self._struct[0] = lib.llama_batch_init(capacity, embd, 1)
+        self._ptr = self._struct
+        self.capacity = capacity
+
+    def close(self) -> None:
+        if self._ptr != ffi.NULL:
+            lib.llama_batch_free(self._struct[0])
+            self._ptr = ffi.NULL
+
+    @property
+    def n_tokens(self) -> int:
+        return self._struct.n_tokens
+
+    def clear(self) -> None:
+        self._struct.n_tokens = 0
+
+    def add(self, tokens: Sequence[int], pos0: int, seq_id: int, logits_last: bool) -> int:
+        """Append tokens of one sequence; returns the batch index of the last one."""
+        n = len(tokens)
+        if self._struct.n_tokens + n > self.capacity:
+            raise NativeError(f"batch overflow: {self._struct.n_tokens}+{n} > {self.capacity}")
+        arr = ffi.new("llama_token[]", list(tokens)) if n > 1 else ffi.new("llama_token[1]", [tokens[0]])
+        lib.localai_batch_add_seq(self._live(), arr, n, pos0, seq_id, 1 if logits_last else 0)
+        return self._struct.n_tokens - 1
+
+
+class DecodeError(NativeError):
+    """llama_decode failed; ``status`` 1 means no KV slot was free for the batch."""
+
+    def __init__(self, status: int):
+        super().__init__(f"llama_decode returned {status}")
+        self.status = status
+
+
+class Context(_Handle):
+    """An inference context: KV cache for up to ``n_seq_max`` parallel sequences."""
+
+    _free = staticmethod(lib.llama_free)
+
+    def __init__(self, model: Model, *, n_ctx: int = 0, n_batch: int = 512, n_ubatch: int | None = None,
+                 n_seq_max: int = 1, n_threads: int | None = None, embeddings: bool = False,
+                 pooling: int | None = None, kv_unified: bool = True) -> None:
+        params = lib.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_ubatch or min(n_batch, 512)
+        params.n_seq_max = n_seq_max
+        threads = n_threads or default_threads()
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.embeddings = embeddings
+        params.no_perf = True
+        # One unified KV buffer: every sequence may use any free cell, so a long chat and
+        # short requests share the whole context instead of fixed n_ctx/n_seq slices.
+        params.kv_unified = kv_unified
+        if pooling is not None:
+            params.pooling_type = pooling
+        ptr = lib.llama_init_from_model(model._live(), params)
+        _check(ptr != ffi.NULL, "llama.cpp could not create a context (out of memory?)", ModelLoadError)
+        self._ptr = ptr
+        self.model = model
+        self.n_ctx = lib.llama_n_ctx(ptr)
+        self.n_batch = lib.llama_n_batch(ptr)
+        self.n_seq_max = lib.llama_n_seq_max(ptr)
+        self.memory = lib.llama_get_memory(ptr)
+        self.n_threads = threads
+
+    def decode(self, batch: Batch) -> None:
+        """Run the model over the batch; the GIL is released while C works."""
+        status = lib.llama_decode(self._live(), batch._struct[0])
+        if status != 0:
+            raise DecodeError(status)
+
+    def logits(self, index: int) -> np.ndarray:
+        """Logits of the batch position ``index`` (a copy-free view valid until the next decode)."""
+        ptr = lib.llama_get_logits_ith(self._live(), index)
+        _check(ptr != ffi.NULL, f"no logits for batch index {index}")
+        return np.frombuffer(ffi.buffer(ptr, self.model.n_vocab * 4), dtype=np.float32)
+
+    def embeddings_seq(self, seq_id: int) -> np.ndarray:
+        ptr = lib.llama_get_embeddings_seq(self._live(), seq_id)
+        _check(ptr != ffi.NULL, f"no pooled embeddings for sequence {seq_id}")
+        n = lib.llama_model_n_embd_out(self.model._live())
+        return np.frombuffer(ffi.buffer(ptr, n * 4), dtype=np.float32).copy()
+
+    def embeddings_ith(self, index: int) -> np.ndarray:
+        ptr = lib.llama_get_embeddings_ith(self._live(), index)
+        _check(ptr != ffi.NULL, f"no embeddings for batch index {index}")
+        return np.frombuffer(ffi.buffer(ptr, self.model.n_embd * 4), dtype=np.float32).copy()
+
+    # ---- KV memory per sequence ----
+    def seq_remove(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
+        return bool(lib.llama_memory_seq_rm(self.memory, seq_id, p0, p1))
+
+    def seq_copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        lib.llama_memory_seq_cp(self.memory, src, dst, p0, p1)
+
+    def seq_pos_max(self, seq_id: int) -> int:
+        return lib.llama_memory_seq_pos_max(self.memory, seq_id)
+
+    def memory_clear(self) -> None:
+        lib.llama_memory_clear(self.memory, True)
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@dataclass
+class SamplingParams:
+    """What one sequence samples with; defaults follow the OpenAI API."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    grammar: str | None = None
+
+
+class Sampler(_Handle):
+    """llama.cpp's sampler chain built from ``SamplingParams`` (runs in C, per sequence)."""
+
+    _free = staticmethod(lib.llama_sampler_free)
+
+    def __init__(self, model: Model, params: SamplingParams) -> None:
+        chain_params = lib.llama_sampler_chain_default_params()
+        chain_params.no_perf = True
+        chain = lib.llama_sampler_chain_init(chain_params)
+        self._ptr = chain
+        add = lambda s: lib.llama_sampler_chain_add(chain, s)  # noqa: E731 - the chain takes ownership
+        n_vocab = model.n_vocab
+        if params.logit_bias:
+            biases = ffi.new("llama_logit_bias[]", len(params.logit_bias))
+            for i, (tok, bias) in enumerate(params.logit_bias.items()):
+                biases[i].token, biases[i].bias = tok, bias
+            add(lib.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), biases))
+        if params.grammar:
+            grammar = lib.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
+            if grammar == ffi.NULL:
+                self.close()
+                raise NativeError("llama.cpp rejected the grammar")
+            add(grammar)
+        if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
+            add(lib.llama_sampler_init_penalties(params.repeat_last_n, params.repeat_penalty,
+                                                 params.frequency_penalty, params.presence_penalty))
+        if params.temperature <= 0:
+            add(lib.llama_sampler_init_greedy())
+            return
+        if params.top_k > 0:
+            add(lib.llama_sampler_init_top_k(params.top_k))
+        if params.typical_p < 1.0:
+            add(lib.llama_sampler_init_typical(params.typical_p, 1))
+        if params.top_p < 1.0:
+            add(lib.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            add(lib.llama_sampler_init_min_p(params.min_p, 1))
+        add(lib.llama_sampler_init_temp(params.temperature))
+        seed = lib.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
+        add(lib.llama_sampler_init_dist(seed))
+
+    def sample(self, ctx: Context, index: int) -> int:
+        """Sample (and accept) the next token from the logits at batch ``index``."""
+        return lib.llama_sampler_sample(self._live(), ctx._live(), index)
+
+    def accept(self, token: int) -> None:
+        lib.llama_sampler_accept(self._live(), token)
+
+    def accept_many(self, tokens: Iterable[int]) -> None:
+        ptr = self._live()
+        for t in tokens:
+            lib.llama_sampler_accept(ptr, t)

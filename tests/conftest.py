@@ -1,0 +1,109 @@
+"""Shared fixtures: real models from the pinned archives, and a live server on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_report_header(config):
+    try:
+        from localai.cli import build_info
+
+        info = build_info()
+        return [f"localai native: ggml {info['ggml']}, whisper.cpp {info['whisper.cpp']}",
+                f"cpu: {info['cpu_features']}"]
+    except Exception as exc:  # the header must never break collection
+        return [f"localai native: unavailable ({exc})"]
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    from localai.fetch import fetch_file
+
+    return fetch_file("smollm2")
+
+
+class LiveServer:
+    """`localai run` in a subprocess on 127.0.0.1 with an ephemeral port; stopped by the fixture."""
+
+    def __init__(self, models_path: Path, *extra: str, env: dict | None = None):
+        cmd = [sys.executable, "-m", "localai.cli", "run", "--address", "127.0.0.1:0",
+               "--models-path", str(models_path), *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})}, cwd=ROOT)
+        self.log: list[str] = []
+        line = self._wait_for_banner(timeout=120)
+        self.port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _wait_for_banner(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if "listening on" in line:
+                threading.Thread(target=self._drain_err, daemon=True).start()
+                return line
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read()}")
+        self.stop()
+        raise RuntimeError("server did not start in time")
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.log.append(line)
+
+    def _drain_err(self) -> None:
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def chat_models_path(tmp_path_factory, smollm_path) -> Path:
+    """A models folder with the default chat YAML and the SmolLM2 weights (hard-linked)."""
+    from localai.defaults import place
+
+    folder = tmp_path_factory.mktemp("models")
+    place(smollm_path, folder / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    (folder / "smollm2-135m-instruct.yaml").write_text((ROOT / "models" / "smollm2-135m-instruct.yaml").read_text())
+    (folder / "broken.yaml").write_text("name: [unclosed\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(chat_models_path):
+    live = LiveServer(chat_models_path, "--parallel", "4", "--threads", "2")
+    yield live
+    live.stop()
+
+
+def sse_events(raw: bytes) -> list:
+    """Parse an SSE body into JSON payloads (and the literal "[DONE]")."""
+    events = []
+    for block in raw.decode().split("\n\n"):
+        block = block.strip()
+        if not block:
+            continue
+        assert block.startswith("data: "), block
+        data = block[len("data: "):]
+        events.append(data if data == "[DONE]" else json.loads(data))
+    return events
