@@ -46,6 +46,7 @@ static void localai_batch_add_seq(struct llama_batch * batch, const llama_token 
 """
 
 EXTRA_CDEF = """
+#define LLAMA_DEFAULT_SEED ...
 static const char * localai_ggml_version(void);
 static void localai_llama_set_log_level(int level);
 static void localai_batch_add_seq(struct llama_batch * batch, const llama_token * tokens, int32_t n,

@@ -1,0 +1,421 @@
+"""/v1/chat/completions, /v1/completions and /v1/edits over the llama backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+from werkzeug.wrappers import Request, Response
+
+from localai.api import schemas
+from localai.api.errors import APIError, bad_request, from_exception
+from localai.backends.llama import Delta, Failed, Finished, GenerationRequest, LlamaEngine
+from localai.bindings.llama import SamplingParams
+from localai.config import ModelConfig
+from localai.errors import InvalidRequest
+from localai.templates import render_chat_prompt, render_completion_prompt, render_edit_prompt
+
+if TYPE_CHECKING:
+    from localai.api.app import App
+
+log = logging.getLogger("localai.api")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+# ---- request → generation ---------------------------------------------------------------------
+
+def _sampling(body: dict, config: ModelConfig, engine: LlamaEngine) -> SamplingParams:
+    """Request values win over the model's YAML ``parameters``, which win over OpenAI's defaults."""
+    p = config.parameters
+
+    def pick(name: str, default: Any) -> Any:
+        value = body.get(name)
+        if value is None:
+            value = getattr(p, name, None)
+        return default if value is None else value
+
+    bias: dict[int, float] = {}
+    for key, value in (body.get("logit_bias") or {}).items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise bad_request(f"Invalid logit_bias key {key!r}: keys are token ids.", param="logit_bias") from None
+        if not 0 <= token < engine.model.n_vocab:
+            raise bad_request(f"logit_bias token {token} is outside the vocabulary.", param="logit_bias")
+        bias[token] = float("-inf") if value <= -100 else float(value)
+    return SamplingParams(
+        temperature=float(pick("temperature", 1.0)),
+        top_p=float(pick("top_p", 1.0)),
+        top_k=int(pick("top_k", 0)),
+        min_p=float(pick("min_p", 0.0)),
+        typical_p=float(pick("typical_p", 1.0)),
+        repeat_penalty=float(pick("repeat_penalty", 1.0)),
+        repeat_last_n=int(pick("repeat_last_n", 64)),
+        presence_penalty=float(pick("presence_penalty", 0.0)),
+        frequency_penalty=float(pick("frequency_penalty", 0.0)),
+        seed=pick("seed", None),
+        logit_bias=bias,
+        grammar=body.get("grammar") or None,
+    )
+
+
+def _stops(body: dict, config: ModelConfig) -> list[str]:
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    return stops + [s for s in config.stopwords if s not in stops]
+
+
+def _max_tokens(body: dict, config: ModelConfig) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        if body.get(key) is not None:
+            return int(body[key])
+    return config.parameters.max_tokens
+
+
+@dataclass
+class Job:
+    """One API call: n generation requests over one prompt, their events merged in one queue."""
+
+    engine: LlamaEngine
+    config: ModelConfig
+    requests: list[GenerationRequest]
+    events: "queue.SimpleQueue[tuple[int, Any]]" = field(default_factory=queue.SimpleQueue)
+
+    def start(self) -> None:
+        try:
+            for i, request in enumerate(self.requests):
+                request.events = _Tagged(self.events, i)
+                self.engine.submit(request)
+        except Exception:
+            self.cancel()
+            raise
+
+    def cancel(self) -> None:
+        for request in self.requests:
+            request.cancel()
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        """(choice index, event) until every choice has finished; Failed raises."""
+        open_choices = len(self.requests)
+        while open_choices:
+            index, event = self.events.get()
+            if isinstance(event, Failed):
+                self.cancel()
+                raise event.error
+            if isinstance(event, Finished):
+                open_choices -= 1
+            yield index, event
+
+
+class _Tagged:
+    def __init__(self, target: queue.SimpleQueue, index: int):
+        self.target, self.index = target, index
+
+    def put(self, event: Any) -> None:
+        self.target.put((self.index, event))
+
+
+def _text_engine(app: "App", request: Request, body: dict) -> tuple[ModelConfig, LlamaEngine]:
+    config = app.manager.resolve(body.get("model"), app.model_from_bearer(request))
+    request.environ["localai.model"] = config.name
+    engine = app.manager.engine(config)
+    if not isinstance(engine, LlamaEngine):
+        raise bad_request(f"The model `{config.name}` (backend {config.backend}) does not generate text.",
+                          param="model")
+    return config, engine
+
+
+def _make_job(config: ModelConfig, engine: LlamaEngine, body: dict, prompt: str | list[int], *,
+              logprobs: int | None) -> Job:
+    tokens = engine.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+    if len(tokens) >= 2 and tokens[0] == tokens[1] == engine.model.bos:
+        tokens = tokens[1:]  # the template wrote BOS and the tokenizer added another
+    for t in tokens:
+        if not 0 <= t < engine.model.n_vocab:
+            raise bad_request(f"Token id {t} is outside the vocabulary.", param="prompt")
+    sampling = _sampling(body, config, engine)
+    n = int(body.get("n") or 1)
+    requests = []
+    for i in range(n):
+        params = sampling
+        if n > 1 and sampling.seed is not None:
+            params = SamplingParams(**{**sampling.__dict__, "seed": sampling.seed + i})
+        requests.append(GenerationRequest(
+            prompt=tokens, sampling=params, max_tokens=_max_tokens(body, config), stop=_stops(body, config),
+            ignore_eos=bool(body.get("ignore_eos") if body.get("ignore_eos") is not None
+                            else config.parameters.ignore_eos), logprobs=logprobs))
+    job = Job(engine, config, requests)
+    job.start()
+    return job
+
+
+def _postprocess(text: str, config: ModelConfig) -> str:
+    """LocalAI's YAML output clean-ups: ``cutstrings`` (regexes removed) and ``trimspace`` (prefixes)."""
+    for pattern in config.cutstrings:
+        text = re.sub(pattern, "", text)
+    for prefix in config.trimspace:
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return text
+
+
+def _usage(finished: list[Finished]) -> dict:
+    prompt = finished[0].prompt_tokens if finished else 0
+    completion = sum(f.completion_tokens for f in finished)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": finished[0].cached_tokens if finished else 0}}
+
+
+# ---- shared streaming machinery --------------------------------------------------------------------
+
+def _sse(payload: dict | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n".encode()
+
+
+def _stream_response(job: Job, request: Request, chunks: Iterator[bytes]) -> Response:
+    """Produce the first chunk before any header goes out, so an early failure is a JSON error."""
+    try:
+        first = next(chunks)
+    except StopIteration:
+        first = b""
+    except Exception:
+        job.cancel()
+        raise
+
+    def body() -> Iterator[bytes]:
+        try:
+            if first:
+                yield first
+            yield from chunks
+        finally:
+            job.cancel()  # client gone or done: free the sequences at once
+
+    return Response(body(), status=200, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True)
+
+
+def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iterator[bytes]:
+    """Run the job, turning Delta events into chunks; ends with usage (if asked) and [DONE].
+
+    A failure before the first chunk propagates (the caller answers with a JSON error); a
+    failure later becomes an error event, since the 200 headers are already out.
+    """
+    finished: list[Finished] = []
+    started = False
+    try:
+        for index, event in job:
+            if isinstance(event, Delta):
+                chunks = make_chunk(index, event, None)
+            elif isinstance(event, Finished):
+                finished.append(event)
+                chunks = make_chunk(index, None, event.reason)
+            for chunk in chunks:
+                started = True
+                yield _sse(chunk)
+    except Exception as exc:
+        if not started:
+            raise
+        error = from_exception(exc)
+        if error.code >= 500:
+            log.exception("generation failed mid-stream")
+        yield _sse(error.body())
+        return
+    request.environ["localai.tokens"] = sum(f.completion_tokens for f in finished)
+    yield from final_chunks(finished)
+    yield _sse("[DONE]")
+
+
+# ---- /v1/chat/completions -------------------------------------------------------------------------
+
+def _logprobs_content(event: Delta) -> list[dict]:
+    return [{"token": lp.token, "logprob": lp.logprob, "bytes": lp.bytes,
+             "top_logprobs": [{"token": t, "logprob": p, "bytes": b} for t, b, p in lp.top]}
+            for lp in (event.logprobs or [])]
+
+
+def chat(app: "App", request: Request) -> Response:
+    from localai.api.app import json_response, read_json
+
+    body = schemas.validate("chat", read_json(request))
+    config, engine = _text_engine(app, request, body)
+    model = engine.model
+    prompt = render_chat_prompt(
+        body["messages"], model_template=model.chat_template(), config_template=config.template,
+        roles=config.roles, system_prompt=config.system_prompt,
+        bos_token=model.token_text(model.bos) if model.bos >= 0 else "",
+        eos_token=model.token_text(model.eos) if model.eos >= 0 else "")
+    logprobs = None
+    if body.get("logprobs"):
+        logprobs = int(body.get("top_logprobs") or 0)
+    elif body.get("top_logprobs"):
+        raise bad_request("top_logprobs requires logprobs to be true.", param="top_logprobs")
+    job = _make_job(config, engine, body, prompt, logprobs=logprobs)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        sent_role: set[int] = set()
+
+        def make_chunk(index: int, event: Delta | None, finish: str | None) -> list[dict]:
+            def chunk(delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> dict:
+                out = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                       "model": config.name, "system_fingerprint": None,
+                       "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
+                                    "finish_reason": finish_reason}]}
+                if include_usage:
+                    out["usage"] = None
+                return out
+
+            chunks = []
+            if index not in sent_role:  # as OpenAI: a role-only first delta per choice
+                sent_role.add(index)
+                chunks.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+            if event is not None:
+                logprobs = {"content": _logprobs_content(event)} if event.logprobs else None
+                if event.text or logprobs:
+                    chunks.append(chunk({"content": event.text}, logprobs=logprobs))
+            else:
+                chunks.append(chunk({}, finish))
+            return chunks
+
+        def final_chunks(finished: list[Finished]) -> Iterator[bytes]:
+            if include_usage:
+                yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                            "model": config.name, "system_fingerprint": None, "choices": [],
+                            "usage": _usage(finished)})
+
+        return _stream_response(job, request, _stream_events(job, request, make_chunk, final_chunks))
+
+    texts: dict[int, list[str]] = {i: [] for i in range(len(job.requests))}
+    lps: dict[int, list[dict]] = {i: [] for i in range(len(job.requests))}
+    finished: dict[int, Finished] = {}
+    for index, event in job:
+        if isinstance(event, Delta):
+            texts[index].append(event.text)
+            if event.logprobs:
+                lps[index].extend(_logprobs_content(event))
+        else:
+            finished[index] = event
+    choices = []
+    for i in range(len(job.requests)):
+        choices.append({
+            "index": i,
+            "message": {"role": "assistant", "content": _postprocess("".join(texts[i]), config), "refusal": None},
+            "logprobs": {"content": lps[i]} if logprobs is not None else None,
+            "finish_reason": finished[i].reason,
+        })
+    usage = _usage([finished[i] for i in sorted(finished)])
+    request.environ["localai.tokens"] = usage["completion_tokens"]
+    return json_response({"id": completion_id, "object": "chat.completion", "created": created,
+                          "model": config.name, "system_fingerprint": None, "choices": choices, "usage": usage})
+
+
+# ---- /v1/completions ---------------------------------------------------------------------------------
+
+def _completion_logprobs(events: list[Delta], offset: int) -> dict:
+    tokens, token_logprobs, top, offsets = [], [], [], []
+    pos = offset
+    for event in events:
+        for lp in event.logprobs or []:
+            tokens.append(lp.token)
+            token_logprobs.append(lp.logprob)
+            top.append({t: p for t, _, p in lp.top})
+            offsets.append(pos)
+            pos += len(lp.token)
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
+
+
+def completions(app: "App", request: Request) -> Response:
+    from localai.api.app import json_response, read_json
+
+    body = schemas.validate("completion", read_json(request))
+    prompt = body["prompt"]
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+        if len(prompt) != 1:
+            raise bad_request("Batched prompts are not supported; send one prompt per request.", param="prompt")
+        prompt = prompt[0]
+    config, engine = _text_engine(app, request, body)
+    if isinstance(prompt, str):
+        prompt = render_completion_prompt(prompt, config.template.completion)
+    logprobs = body.get("logprobs")
+    echo = bool(body.get("echo"))
+    job = _make_job(config, engine, body, prompt, logprobs=logprobs)
+    echo_text = (prompt if isinstance(prompt, str) else job.engine.detokenize(prompt)) if echo else ""
+    completion_id = f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        echoed: set[int] = set()
+
+        def make_chunk(index: int, event: Delta | None, finish: str | None) -> list[dict]:
+            text = event.text if event is not None else ""
+            if echo and index not in echoed:
+                text = echo_text + text
+                echoed.add(index)
+            choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+            if event is not None and event.logprobs:
+                choice["logprobs"] = _completion_logprobs([event], 0)
+            chunk = {"id": completion_id, "object": "text_completion", "created": created, "model": config.name,
+                     "system_fingerprint": None, "choices": [choice]}
+            if include_usage:
+                chunk["usage"] = None
+            return [chunk]
+
+        def final_chunks(finished: list[Finished]) -> Iterator[bytes]:
+            if include_usage:
+                yield _sse({"id": completion_id, "object": "text_completion", "created": created,
+                            "model": config.name, "system_fingerprint": None, "choices": [],
+                            "usage": _usage(finished)})
+
+        return _stream_response(job, request, _stream_events(job, request, make_chunk, final_chunks))
+
+    events: dict[int, list[Delta]] = {i: [] for i in range(len(job.requests))}
+    finished: dict[int, Finished] = {}
+    for index, event in job:
+        if isinstance(event, Delta):
+            events[index].append(event)
+        else:
+            finished[index] = event
+    choices = []
+    for i in range(len(job.requests)):
+        text = _postprocess("".join(e.text for e in events[i]), config)
+        choices.append({"index": i, "text": echo_text + text,
+                        "logprobs": _completion_logprobs(events[i], len(echo_text)) if logprobs is not None else None,
+                        "finish_reason": finished[i].reason})
+    usage = _usage([finished[i] for i in sorted(finished)])
+    request.environ["localai.tokens"] = usage["completion_tokens"]
+    return json_response({"id": completion_id, "object": "text_completion", "created": created,
+                          "model": config.name, "system_fingerprint": None, "choices": choices, "usage": usage})
+
+
+# ---- /v1/edits ------------------------------------------------------------------------------------------
+
+def edits(app: "App", request: Request) -> Response:
+    from localai.api.app import json_response, read_json
+
+    body = schemas.validate("edit", read_json(request))
+    config, engine = _text_engine(app, request, body)
+    prompt = render_edit_prompt(body["instruction"], body.get("input") or "", config.template.edit)
+    job = _make_job(config, engine, body, prompt, logprobs=None)
+    texts: dict[int, list[str]] = {i: [] for i in range(len(job.requests))}
+    finished: dict[int, Finished] = {}
+    for index, event in job:
+        if isinstance(event, Delta):
+            texts[index].append(event.text)
+        else:
+            finished[index] = event
+    usage = _usage([finished[i] for i in sorted(finished)])
+    request.environ["localai.tokens"] = usage["completion_tokens"]
+    return json_response({
+        "object": "edit", "created": int(time.time()), "model": config.name,
+        "choices": [{"index": i, "text": _postprocess("".join(texts[i]), config)} for i in range(len(texts))],
+        "usage": usage,
+    })

@@ -1,0 +1,71 @@
+"""Which model answers a request, and loading it (lazily, once) through its backend."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from localai.backends import BackendRegistry, default_registry
+from localai.config import ModelConfig, load_model_configs
+from localai.errors import ModelNotFound
+from localai.settings import Settings
+
+log = logging.getLogger("localai")
+
+
+class ModelManager:
+    def __init__(self, settings: Settings, registry: BackendRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or default_registry()
+        self.configs, self.config_errors = load_model_configs(settings.models_path)
+        for error in self.config_errors:
+            log.error("skipping model config %s", error)
+        self._engines: dict[str, Any] = {}
+        self._loading: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return list(self.configs)
+
+    def resolve(self, requested: str | None, bearer: str | None = None) -> ModelConfig:
+        """The request's model; else the bearer token when it names a model; else the first model."""
+        if requested:
+            config = self.configs.get(requested)
+            if config is None:
+                raise ModelNotFound(requested)
+            return config
+        if bearer and bearer in self.configs:
+            return self.configs[bearer]
+        if not self.configs:
+            raise ModelNotFound("(none configured)")
+        return next(iter(self.configs.values()))
+
+    def engine(self, config: ModelConfig) -> Any:
+        """The loaded engine of ``config``, loading it on first use (one load per model)."""
+        engine = self._engines.get(config.name)
+        if engine is not None:
+            return engine
+        with self._lock:
+            lock = self._loading.setdefault(config.name, threading.Lock())
+        with lock:
+            engine = self._engines.get(config.name)
+            if engine is None:
+                log.info("loading model %s (backend %s)", config.name, config.backend)
+                engine = self.registry.factory(config.backend)(config, self.settings)
+                self._engines[config.name] = engine
+        return engine
+
+    def loaded_engine(self, name: str) -> Any | None:
+        return self._engines.get(name)
+
+    def loaded(self) -> list[str]:
+        return list(self._engines)
+
+    def close(self) -> None:
+        with self._lock:
+            engines, self._engines = self._engines, {}
+        for engine in engines.values():
+            close = getattr(engine, "close", None)
+            if close:
+                close()
