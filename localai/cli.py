@@ -29,6 +29,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not settings.models_path.is_dir():
         print(f"localai: models path {settings.models_path} does not exist", file=sys.stderr)
         return 2
+    if settings.preload_models or settings.preload_models_config:
+        from localai.gallery import GalleryError, preload
+
+        try:
+            for path in preload(settings.preload_models, settings.preload_models_config, settings.models_path):
+                logging.getLogger("localai").info("installed gallery model %s", path.name)
+        except GalleryError as exc:  # as LocalAI: report it and serve the models we have
+            logging.getLogger("localai").error("preloading models failed: %s", exc)
     host, port = settings.host_port
     app = create_app(settings)
     server = waitress.server.create_server(app, host=host, port=port, threads=settings.server_threads,
