@@ -255,7 +255,7 @@ def main(argv: list[str]) -> int:
             os.execv(str(exe), [str(exe), "run", *args.rest])
         pytest_args = list(args.rest)
         if args.command == "bench":
-            pytest_args = ["tests/bench", "--benchmark-enable", "-m", "bench", "-p", "no:randomly", *pytest_args]
+            pytest_args = ["tests/bench", "-m", "bench", "-s", *pytest_args]
         os.execv(str(venv_python()), [str(venv_python()), "-m", "pytest", *pytest_args])
     except BuildError as exc:
         print(f"\nbuild.py: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ INCLUDE_DIRS = ("include", "ggml/include")
 LIBRARIES = ("llama", "ggml", "ggml-base")
 
 INCLUDES = """
+#include <math.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include "llama.h"
@@ -29,6 +30,39 @@ static void localai_llama_set_log_level(int level) {
     localai_llama_log_level = level;
     llama_log_set(localai_llama_log, NULL);
 }
+/* Grammar-constrained sampling without paying the grammar on every candidate: sample with
+   the chain alone, check only the chosen token against the grammar, and resample with the
+   grammar applied first only when it was rejected (what llama.cpp's own server does). */
+static void localai_fill_candidates(const float * logits, int32_t n_vocab, llama_token_data * buf) {
+    for (int32_t t = 0; t < n_vocab; t++) {
+        buf[t].id = t;
+        buf[t].logit = logits[t];
+        buf[t].p = 0.0f;
+    }
+}
+static llama_token localai_sample_constrained(struct llama_sampler * chain, struct llama_sampler * grammar,
+                                              struct llama_context * ctx, int32_t idx, llama_token_data * buf) {
+    const struct llama_vocab * vocab = llama_model_get_vocab(llama_get_model(ctx));
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    const float * logits = llama_get_logits_ith(ctx, idx);
+    localai_fill_candidates(logits, n_vocab, buf);
+    llama_token_data_array cur = { buf, (size_t) n_vocab, -1, false };
+    llama_sampler_apply(chain, &cur);
+    llama_token token = cur.data[cur.selected].id;
+    llama_token_data single = { token, 1.0f, 0.0f };
+    llama_token_data_array one = { &single, 1, -1, false };
+    llama_sampler_apply(grammar, &one);
+    if (isinf(single.logit) && single.logit < 0) {
+        localai_fill_candidates(logits, n_vocab, buf);
+        llama_token_data_array full = { buf, (size_t) n_vocab, -1, false };
+        llama_sampler_apply(grammar, &full);
+        llama_sampler_apply(chain, &full);
+        token = full.data[full.selected].id;
+    }
+    llama_sampler_accept(grammar, token);
+    llama_sampler_accept(chain, token);
+    return token;
+}
 static const char * localai_ggml_version(void) { return ggml_version(); }
 /* Append n tokens of one sequence to a batch; logits only for the last one if want_last. */
 static void localai_batch_add_seq(struct llama_batch * batch, const llama_token * tokens, int32_t n,
@@ -48,6 +82,8 @@ static void localai_batch_add_seq(struct llama_batch * batch, const llama_token 
 EXTRA_CDEF = """
 #define LLAMA_DEFAULT_SEED ...
 static const char * localai_ggml_version(void);
+static llama_token localai_sample_constrained(struct llama_sampler * chain, struct llama_sampler * grammar,
+                                              struct llama_context * ctx, int32_t idx, llama_token_data * buf);
 static void localai_llama_set_log_level(int level);
 static void localai_batch_add_seq(struct llama_batch * batch, const llama_token * tokens, int32_t n,
                                   llama_pos pos0, llama_seq_id seq, int want_last);

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from werkzeug.wrappers import Request, Response
 
-from localai.api import schemas
+from localai.api import schemas, tools
 from localai.api.errors import APIError, bad_request, from_exception
 from localai.backends.llama import Delta, Failed, Finished, GenerationRequest, LlamaEngine
 from localai.bindings.llama import SamplingParams
@@ -243,13 +243,21 @@ def chat(app: "App", request: Request) -> Response:
     from localai.api.app import json_response, read_json
 
     body = schemas.validate("chat", read_json(request))
+    plan = tools.plan_tools(body)
+    grammar = tools.tool_grammar(plan) or tools.response_format_grammar(body) or body.get("grammar")
     config, engine = _text_engine(app, request, body)
     model = engine.model
+    model_template = model.chat_template()
+    uses_model_template = bool(model_template) and not (config.template.chat or config.template.chat_message)
+    template_knows_tools = uses_model_template and "tools" in model_template
     prompt = render_chat_prompt(
-        body["messages"], model_template=model.chat_template(), config_template=config.template,
+        tools.prepare_messages(body["messages"], plan, template_knows_tools),
+        model_template=model_template, config_template=config.template,
         roles=config.roles, system_prompt=config.system_prompt,
         bos_token=model.token_text(model.bos) if model.bos >= 0 else "",
-        eos_token=model.token_text(model.eos) if model.eos >= 0 else "")
+        eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
+        tools=plan.tools if plan.active and template_knows_tools else None)
+    body = {**body, "grammar": grammar}
     logprobs = None
     if body.get("logprobs"):
         logprobs = int(body.get("top_logprobs") or 0)
@@ -262,6 +270,8 @@ def chat(app: "App", request: Request) -> Response:
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         sent_role: set[int] = set()
+        pending: dict[int, list[str]] = {}
+        plain_text: set[int] = set()
 
         def make_chunk(index: int, event: Delta | None, finish: str | None) -> list[dict]:
             def chunk(delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> dict:
@@ -277,6 +287,37 @@ def chat(app: "App", request: Request) -> Response:
             if index not in sent_role:  # as OpenAI: a role-only first delta per choice
                 sent_role.add(index)
                 chunks.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+            if plan.active:
+                # A tool call is only known once its JSON is complete: hold back text that
+                # may be one, then send the calls as OpenAI does (id and name, then arguments).
+                held = pending.setdefault(index, [])
+                if event is not None and index not in plain_text:
+                    held.append(event.text)
+                    start = "".join(held).lstrip()[:1]
+                    if start in ("{", "[", ""):
+                        return chunks
+                    plain_text.add(index)  # ordinary text: release what was held, stream the rest
+                    event = Delta("".join(held), event.n_tokens, event.logprobs)
+                    held.clear()
+                if event is None and held:
+                    text = "".join(held)
+                    calls = tools.parse_tool_calls(text, plan)
+                    if calls is None:
+                        chunks.append(chunk({"content": text}))
+                    else:
+                        for i, call in enumerate(calls):
+                            fn = call["function"]
+                            if plan.legacy:
+                                chunks.append(chunk({"function_call": {"name": fn["name"], "arguments": ""}}))
+                                chunks.append(chunk({"function_call": {"arguments": fn["arguments"]}}))
+                                continue
+                            chunks.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                                                 "function": {"name": fn["name"], "arguments": ""}}]}))
+                            chunks.append(chunk({"tool_calls": [{"index": i,
+                                                                 "function": {"arguments": fn["arguments"]}}]}))
+                        finish = "function_call" if plan.legacy else "tool_calls"
+                    chunks.append(chunk({}, finish))
+                    return chunks
             if event is not None:
                 logprobs = {"content": _logprobs_content(event)} if event.logprobs else None
                 if event.text or logprobs:
@@ -305,12 +346,19 @@ def chat(app: "App", request: Request) -> Response:
             finished[index] = event
     choices = []
     for i in range(len(job.requests)):
-        choices.append({
-            "index": i,
-            "message": {"role": "assistant", "content": _postprocess("".join(texts[i]), config), "refusal": None},
-            "logprobs": {"content": lps[i]} if logprobs is not None else None,
-            "finish_reason": finished[i].reason,
-        })
+        text = _postprocess("".join(texts[i]), config)
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        reason = finished[i].reason
+        calls = tools.parse_tool_calls(text, plan) if plan.active else None
+        if calls and plan.legacy:
+            message.update(content=None, function_call=calls[0]["function"])
+            reason = "function_call"
+        elif calls:
+            message.update(content=None, tool_calls=calls)
+            reason = "tool_calls"
+        choices.append({"index": i, "message": message,
+                        "logprobs": {"content": lps[i]} if logprobs is not None else None,
+                        "finish_reason": reason})
     usage = _usage([finished[i] for i in sorted(finished)])
     request.environ["localai.tokens"] = usage["completion_tokens"]
     return json_response({"id": completion_id, "object": "chat.completion", "created": created,

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from localai.bindings import load_native
-from localai.errors import ModelLoadError, NativeError
+from localai.errors import InvalidRequest, ModelLoadError, NativeError
 
 _native = load_native("_llama_cffi")
 ffi, lib = _native.ffi, _native.lib
@@ -184,6 +184,7 @@ class Batch(_Handle):
         self._struct[0] = lib.llama_batch_init(capacity, embd, 1)
         self._ptr = self._struct
         self.capacity = capacity
+        self._one = ffi.new("llama_token[1]")  # reused for the common one-token add
 
     def close(self) -> None:
         if self._ptr != ffi.NULL:
@@ -202,7 +203,11 @@ class Batch(_Handle):
         n = len(tokens)
         if self._struct.n_tokens + n > self.capacity:
             raise NativeError(f"batch overflow: {self._struct.n_tokens}+{n} > {self.capacity}")
-        arr = ffi.new("llama_token[]", list(tokens)) if n > 1 else ffi.new("llama_token[1]", [tokens[0]])
+        if n == 1:
+            arr = self._one
+            arr[0] = tokens[0]
+        else:
+            arr = ffi.new("llama_token[]", list(tokens))
         lib.localai_batch_add_seq(self._live(), arr, n, pos0, seq_id, 1 if logits_last else 0)
         return self._struct.n_tokens - 1
 
@@ -307,6 +312,15 @@ class SamplingParams:
     grammar: str | None = None
 
 
+class InvalidGrammar(InvalidRequest):
+    """The GBNF grammar of a request does not parse."""
+
+    code = "invalid_grammar"
+
+    def __init__(self, message: str):
+        super().__init__(message, param="grammar")
+
+
 class Sampler(_Handle):
     """llama.cpp's sampler chain built from ``SamplingParams`` (runs in C, per sequence)."""
 
@@ -324,12 +338,14 @@ class Sampler(_Handle):
             for i, (tok, bias) in enumerate(params.logit_bias.items()):
                 biases[i].token, biases[i].bias = tok, bias
             add(lib.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), biases))
+        self._grammar = ffi.NULL
         if params.grammar:
-            grammar = lib.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
-            if grammar == ffi.NULL:
+            # Kept out of the chain: checked against the chosen token only (see sample()).
+            self._grammar = lib.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
+            if self._grammar == ffi.NULL:
                 self.close()
-                raise NativeError("llama.cpp rejected the grammar")
-            add(grammar)
+                raise InvalidGrammar("llama.cpp could not parse the grammar")
+            self._candidates = ffi.new("llama_token_data[]", n_vocab)
         if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
             add(lib.llama_sampler_init_penalties(params.repeat_last_n, params.repeat_penalty,
                                                  params.frequency_penalty, params.presence_penalty))
@@ -350,7 +366,15 @@ class Sampler(_Handle):
 
     def sample(self, ctx: Context, index: int) -> int:
         """Sample (and accept) the next token from the logits at batch ``index``."""
+        if self._grammar != ffi.NULL:
+            return lib.localai_sample_constrained(self._live(), self._grammar, ctx._live(), index, self._candidates)
         return lib.llama_sampler_sample(self._live(), ctx._live(), index)
+
+    def close(self) -> None:
+        grammar, self._grammar = getattr(self, "_grammar", ffi.NULL), ffi.NULL
+        if grammar != ffi.NULL:
+            lib.llama_sampler_free(grammar)
+        super().close()
 
     def accept(self, token: int) -> None:
         lib.llama_sampler_accept(self._live(), token)
