@@ -187,7 +187,11 @@ def install_native(args: argparse.Namespace) -> None:
     lib_dir = NATIVE_OUT / "lib"
     lib_dir.mkdir(parents=True, exist_ok=True)
     (NATIVE_OUT / "__init__.py").touch()
+    # Only what the bindings load: the upstream tools' libraries (bench builds) stay in build/bin.
+    wanted = ("libggml", "libllama.so", "libwhisper.so", "libbert.so", "libsdncnn.so")
     for src in sorted((BUILD / "bin").glob("lib*.so*")):
+        if not src.name.startswith(wanted):
+            continue
         dst = lib_dir / src.name
         if src.is_symlink():
             if not dst.is_symlink() or os.readlink(dst) != os.readlink(src):

@@ -160,7 +160,7 @@ class LlamaEngine:
             train = self.model.n_ctx_train or 2048
             self.context_size = min(context_size or min(train, 4096), train)
             self.parallel = max(1, parallel)
-            # Each sequence may grow to context_size; the unified KV cache holds all of them.
+            # One KV stream of context_size cells per sequence slot.
             self.ctx = L.Context(self.model, n_ctx=self.context_size * self.parallel, n_batch=batch_size,
                                  n_seq_max=self.parallel, n_threads=threads)
         except Exception:

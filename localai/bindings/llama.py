@@ -227,7 +227,7 @@ class Context(_Handle):
 
     def __init__(self, model: Model, *, n_ctx: int = 0, n_batch: int = 512, n_ubatch: int | None = None,
                  n_seq_max: int = 1, n_threads: int | None = None, embeddings: bool = False,
-                 pooling: int | None = None, kv_unified: bool = True) -> None:
+                 pooling: int | None = None, kv_unified: bool = False) -> None:
         params = lib.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -238,8 +238,9 @@ class Context(_Handle):
         params.n_threads_batch = threads
         params.embeddings = embeddings
         params.no_perf = True
-        # One unified KV buffer: every sequence may use any free cell, so a long chat and
-        # short requests share the whole context instead of fixed n_ctx/n_seq slices.
+        # Separate KV streams per sequence (n_ctx / n_seq_max cells each) by default: with one
+        # unified buffer, attention spans every sequence's cached cells, so prefixes kept for
+        # reuse in idle slots would slow down every other request.
         params.kv_unified = kv_unified
         if pooling is not None:
             params.pooling_type = pooling
