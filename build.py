@@ -157,6 +157,8 @@ def configure_and_build(args: argparse.Namespace, targets: list[str]) -> None:
 
     fetch("llama_cpp")
     fetch("whisper_cpp")
+    if args.stablediffusion:
+        fetch("ncnn")  # 37 MB archive: only the image backend needs it
     BUILD.mkdir(exist_ok=True)
     log = BUILD / "build.log"
     log.write_text("")
@@ -187,8 +189,14 @@ def install_native(args: argparse.Namespace) -> None:
     lib_dir = NATIVE_OUT / "lib"
     lib_dir.mkdir(parents=True, exist_ok=True)
     (NATIVE_OUT / "__init__.py").touch()
-    # Only what the bindings load: the upstream tools' libraries (bench builds) stay in build/bin.
-    wanted = ("libggml", "libllama.so", "libwhisper.so", "libbert.so", "libsdncnn.so")
+    # Only what the bindings load: the upstream tools' libraries (bench builds) stay in build/bin,
+    # and the image backend ships only when this build asked for it (a library left in build/bin
+    # by an earlier --stablediffusion build must not switch it on).
+    wanted = ("libggml", "libllama.so", "libwhisper.so", "libbert.so") + (
+        ("libsdncnn.so",) if args.stablediffusion else ())
+    if not args.stablediffusion:
+        for stale in [*lib_dir.glob("libsdncnn.so*"), *NATIVE_OUT.glob("_sd_cffi.*.so")]:
+            stale.unlink()
     for src in sorted((BUILD / "bin").glob("lib*.so*")):
         if not src.name.startswith(wanted):
             continue
@@ -211,7 +219,7 @@ def write_build_info(args: argparse.Namespace) -> None:
     compiler = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     info = {
         "sources": {name: f"{pin.package}=={pin.version} ({pin.member.split('/', 1)[-1]})"
-                    for name, pin in pins.items() if pin.sdist},
+                    for name, pin in pins.items() if pin.sdist and (name != "ncnn" or args.stablediffusion)},
         "cmake_options": cmake_options(args, os.environ),
         "compiler": compiler,
         "stablediffusion": bool(args.stablediffusion),

@@ -107,3 +107,27 @@ def sse_events(raw: bytes) -> list:
         data = block[len("data: "):]
         events.append(data if data == "[DONE]" else json.loads(data))
     return events
+
+
+
+def _stablediffusion_requested() -> bool:
+    """CI's BUILD_TAGS/GO_TAGS, or a build that says it made the image backend."""
+    tags = f"{os.environ.get('BUILD_TAGS', '')} {os.environ.get('GO_TAGS', '')}".replace(",", " ").split()
+    info = ROOT / "localai" / "_native" / "build-info.json"
+    built = info.exists() and json.loads(info.read_text()).get("stablediffusion") is True
+    return "stablediffusion" in tags or built
+
+
+def pytest_runtest_setup(item):
+    """Tests marked `stablediffusion` skip on builds without the image backend, but fail where it
+    was asked for: a broken image build in CI must not pass as a skip."""
+    if item.get_closest_marker("stablediffusion") is None:
+        return
+    from localai.backends.stablediffusion import available
+
+    if available():
+        return
+    if _stablediffusion_requested():
+        pytest.fail("the stablediffusion build was requested (BUILD_TAGS or build-info.json) but the sd-ncnn "
+                    "bindings are missing: run `python3 build.py --stablediffusion` and read build/build.log")
+    pytest.skip("image backend not built (build with `python3 build.py --stablediffusion`)")

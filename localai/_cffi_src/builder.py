@@ -19,7 +19,7 @@ from types import ModuleType
 from localai import __version__
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-MODULES = ("localai._cffi_src.llama", "localai._cffi_src.whisper")
+MODULES = ("localai._cffi_src.llama", "localai._cffi_src.whisper", "localai._cffi_src.sd")
 
 # gcc extensions pycparser cannot parse, removed before parsing.
 _STRIP_EXTENSIONS = ("-D__attribute__(x)=", "-D__restrict=", "-D__extension__=", "-D__asm__(x)=",
@@ -31,6 +31,8 @@ _PRELUDE_FILE = "<localai-prelude>"
 
 
 def upstream_dir(spec: ModuleType) -> Path:
+    if getattr(spec, "SOURCE_DIR", None):  # our own library: its header lives in the repository
+        return ROOT / spec.SOURCE_DIR
     from localai.fetch import load_manifest
 
     return ROOT / load_manifest()[spec.SOURCE].dest
@@ -112,5 +114,8 @@ def compile_module(spec: ModuleType, out_dir: Path, lib_dir: Path, tmp_dir: Path
 def compile_all(out_dir: Path, lib_dir: Path, tmp_dir: Path, debug: bool = False) -> None:
     for name in MODULES:
         spec = importlib.import_module(name)
+        optional = getattr(spec, "REQUIRES_LIBRARY", None)
+        if optional and not list(lib_dir.glob(f"lib{optional}.so*")):
+            continue  # an optional library this build did not make (e.g. sdncnn without --stablediffusion)
         if compile_module(spec, out_dir, lib_dir, tmp_dir, debug):
             print(f"compiled cffi module {spec.MODULE}", file=sys.stderr, flush=True)
