@@ -31,7 +31,8 @@ pytestmark = pytest.mark.bench
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 PARALLEL = 4
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-LLAMA_SERVER = ROOT / "build" / "bin" / "llama-server"
+# built by `python3 build.py bench`; LOCALAI_LLAMA_SERVER points at another build of the same source
+LLAMA_SERVER = Path(os.environ.get("LOCALAI_LLAMA_SERVER") or ROOT / "build" / "bin" / "llama-server")
 RESULTS: dict[tuple[str, str], float] = {}
 
 
