@@ -152,11 +152,12 @@ def test_bench(benchmark, servers, server, scenario):
 
 def test_report_ratios():
     """Print localai / llama-server per scenario (tokens/s: higher is better; ttft: lower is better)."""
-    if len(RESULTS) < 2 * len(SCENARIOS):
-        pytest.skip("run the whole module to compare")
+    measured = [s for s in SCENARIOS if (s, "localai") in RESULTS and (s, "llama-server") in RESULTS]
+    if not measured:
+        pytest.skip("no scenario was measured on both servers")
     report = {}
     lines = ["", f"localai vs llama-server (SmolLM2-135M Q4_1, {THREADS} threads, median of {ROUNDS})"]
-    for scenario in SCENARIOS:
+    for scenario in measured:
         ours, theirs = RESULTS[(scenario, "localai")], RESULTS[(scenario, "llama-server")]
         unit = "s" if scenario.startswith("ttft") else "t/s"
         ratio = ours / theirs
