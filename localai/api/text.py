@@ -208,6 +208,7 @@ def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iter
     """
     finished: list[Finished] = []
     started = False
+    pending: list[bytes] = []
     try:
         for index, event in job:
             if isinstance(event, Delta):
@@ -215,9 +216,13 @@ def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iter
             elif isinstance(event, Finished):
                 finished.append(event)
                 chunks = make_chunk(index, None, event.reason)
-            for chunk in chunks:
+            pending.extend(_sse(chunk) for chunk in chunks)
+            # Events that are already queued go out in one write: fewer wake-ups of the
+            # server loop when several sequences stream at once.
+            if pending and job.events.empty():
                 started = True
-                yield _sse(chunk)
+                yield b"".join(pending)
+                pending.clear()
     except Exception as exc:
         if not started:
             raise
@@ -227,8 +232,7 @@ def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iter
         yield _sse(error.body())
         return
     request.environ["localai.tokens"] = sum(f.completion_tokens for f in finished)
-    yield from final_chunks(finished)
-    yield _sse("[DONE]")
+    yield b"".join([*pending, *final_chunks(finished), _sse("[DONE]")])
 
 
 # ---- /v1/chat/completions -------------------------------------------------------------------------
