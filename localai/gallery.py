@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from localai.errors import ConfigError, LocalAIError
+from localai.fetch import sha256_of
 
 
 class GalleryError(LocalAIError):
@@ -175,7 +176,7 @@ def install(entry: dict, models_path: Path) -> Path:
     config["name"] = name
     for spec in definition.get("files") or []:
         dest = _safe_name(spec.get("filename", ""), models_path)
-        if dest.exists() and spec.get("sha256") and _sha256(dest) == spec["sha256"].lower():
+        if dest.exists() and spec.get("sha256") and sha256_of(dest) == spec["sha256"].lower():
             continue
         _download(spec["uri"], dest, spec.get("sha256"))
     from localai.config import parse_model_config
@@ -197,14 +198,6 @@ def _merge(base: dict, overrides: dict) -> dict:
         merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
             else value
     return merged
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def preload(preload_models: str | None, preload_config: Path | None, models_path: Path) -> list[Path]:
