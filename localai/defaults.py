@@ -31,6 +31,22 @@ def install_chat_model(models_dir: Path) -> Path:
     return place(fetch_file("smollm2"), models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+EMBEDDING_MODEL_FILE = "all-MiniLM-L6-v2.f16.gguf"
+
+
+def install_embedding_model(models_dir: Path) -> Path:
+    """all-MiniLM-L6-v2 for /v1/embeddings, converted from its sentence-transformers folder to GGUF.
+
+    Skipped when the file is present: the converter writes atomically, so a present file is whole.
+    """
+    dest = models_dir / EMBEDDING_MODEL_FILE
+    if dest.is_file():
+        return dest
+    from localai.convert.bert import convert_bert_to_gguf
+
+    return convert_bert_to_gguf(fetch_file("minilm_l6_v2"), dest, name="all-MiniLM-L6-v2")
+
+
 def install_default_models(models_dir: Path) -> list[Path]:
     models_dir.mkdir(parents=True, exist_ok=True)
-    return [install_chat_model(models_dir)]
+    return [install_chat_model(models_dir), install_embedding_model(models_dir)]

@@ -19,7 +19,8 @@ from types import ModuleType
 from localai import __version__
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-MODULES = ("localai._cffi_src.llama", "localai._cffi_src.whisper", "localai._cffi_src.sd")
+MODULES = ("localai._cffi_src.llama", "localai._cffi_src.whisper", "localai._cffi_src.bert",
+           "localai._cffi_src.sd")
 
 # gcc extensions pycparser cannot parse, removed before parsing.
 _STRIP_EXTENSIONS = ("-D__attribute__(x)=", "-D__restrict=", "-D__extension__=", "-D__asm__(x)=",

@@ -183,6 +183,12 @@ class LlamaEngine:
     def detokenize(self, tokens: list[int]) -> str:
         return self.model.detokenize(tokens)
 
+    def embed(self, inputs: list[str] | list[list[int]]) -> tuple[np.ndarray, int]:
+        """(embeddings [n, dim], prompt tokens) from a second context on this model, made on first use."""
+        from localai.backends.llama_embeddings import embedder_for
+
+        return embedder_for(self).embed(inputs)
+
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         if self._closed:
             raise NativeError(f"model {self.name} is unloaded")

@@ -1,0 +1,23 @@
+"""Checks every embedding backend applies to its inputs before any work is done."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from localai.errors import ContextLengthExceeded, InvalidRequest
+
+
+def check_token_lists(tokens: Sequence[Sequence[int]], n_vocab: int, max_tokens: int) -> None:
+    """Refuse empty inputs, inputs over the context and unknown token ids (before any work)."""
+    for i, ids in enumerate(tokens):
+        if len(ids) == 0:
+            raise InvalidRequest(f"input[{i}] is empty; every input must contain at least one token.",
+                                 param="input")
+        if len(ids) > max_tokens:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {max_tokens} tokens, however input[{i}] has "
+                f"{len(ids)} tokens. Please reduce the length of the input.", param="input")
+        for t in ids:
+            if type(t) is not int or not 0 <= t < n_vocab:
+                raise InvalidRequest(f"input[{i}] has token id {t!r}, outside the vocabulary (0..{n_vocab - 1}).",
+                                     param="input")
