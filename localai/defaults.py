@@ -31,6 +31,25 @@ def install_chat_model(models_dir: Path) -> Path:
     return place(fetch_file("smollm2"), models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+WHISPER_MODEL_FILE = "ggml-whisper-tiny.en.bin"
+
+
+def install_whisper_model(models_dir: Path) -> Path:
+    """whisper tiny.en for /v1/audio/transcriptions, converted from its CTranslate2 export.
+
+    Skipped when the file is newer than both the extracted archive and the converter
+    (a changed pin re-extracts the archive; the converter writes atomically).
+    """
+    from localai.convert import whisper as converter
+
+    source = fetch_file("whisper_tiny_en_ct2")
+    dest = models_dir / WHISPER_MODEL_FILE
+    inputs = [source / "model.bin", source / "tokenizer.json", Path(converter.__file__)]
+    if dest.is_file() and dest.stat().st_mtime >= max(p.stat().st_mtime for p in inputs):
+        return dest
+    return converter.convert_ct2_to_ggml(source, dest)
+
+
 EMBEDDING_MODEL_FILE = "all-MiniLM-L6-v2.f16.gguf"
 
 
@@ -49,4 +68,4 @@ def install_embedding_model(models_dir: Path) -> Path:
 
 def install_default_models(models_dir: Path) -> list[Path]:
     models_dir.mkdir(parents=True, exist_ok=True)
-    return [install_chat_model(models_dir), install_embedding_model(models_dir)]
+    return [install_chat_model(models_dir), install_whisper_model(models_dir), install_embedding_model(models_dir)]

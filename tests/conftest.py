@@ -109,6 +109,13 @@ def sse_events(raw: bytes) -> list:
     return events
 
 
+@pytest.fixture(scope="session")
+def whisper_model_path(tmp_path_factory) -> Path:
+    """whisper tiny.en converted (as `build.py run` does) from the pinned CTranslate2 export."""
+    from localai.defaults import install_whisper_model
+
+    return install_whisper_model(tmp_path_factory.mktemp("whisper"))
+
 
 def _stablediffusion_requested() -> bool:
     """CI's BUILD_TAGS/GO_TAGS, or a build that says it made the image backend."""

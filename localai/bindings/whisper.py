@@ -1,7 +1,15 @@
-"""Typed wrappers over libwhisper (via the compiled ``_whisper_cffi`` module)."""
+"""Typed wrappers over libwhisper (via the compiled ``_whisper_cffi`` module).
+
+The model (weights, vocabulary) is loaded once without a decoding state; each
+``WhisperState`` holds what one transcription mutates (KV caches, mel, results). Many
+states may run ``whisper_full_with_state`` over one model at the same time, each from its
+own thread (cffi releases the GIL during the call). A single state is not safe for
+concurrent use: callers hand each running transcription its own.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -38,25 +46,57 @@ def version() -> str:
 
 
 def language_name(lang_id: int) -> str | None:
+    """whisper's full language name ("english") of a language id."""
     ptr = lib.whisper_lang_str_full(lang_id)
     return None if ptr == ffi.NULL else ffi.string(ptr).decode()
 
 
 def language_code(lang_id: int) -> str | None:
+    """ISO 639-1 code ("en") of a language id."""
     ptr = lib.whisper_lang_str(lang_id)
     return None if ptr == ffi.NULL else ffi.string(ptr).decode()
 
 
+@functools.cache
+def _language_ids() -> dict[str, int]:
+    """Every code and full name whisper knows, lowercase, to its id (looked up here rather than
+    by whisper_lang_id, which logs an error for every unknown name)."""
+    ids: dict[str, int] = {}
+    for lang_id in range(lib.whisper_lang_max_id() + 1):
+        for name in (language_code(lang_id), language_name(lang_id)):
+            if name:
+                ids.setdefault(name.lower(), lang_id)
+    return ids
+
+
 def language_id(code: str) -> int:
-    return lib.whisper_lang_id(code.encode())
+    """Language id of an ISO 639-1 code or a full name ("en", "English"); -1 when unknown."""
+    return _language_ids().get(code.strip().lower(), -1) if code else -1
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 @dataclass
 class Word:
+    """A word as whisper's tokens spell it (leading space dropped, punctuation kept)."""
+
     text: str
-    start: float
+    start: float  # seconds
     end: float
     probability: float
+
+
+@dataclass
+class Token:
+    id: int
+    text: bytes  # may be part of a UTF-8 character
+    logprob: float
+    probability: float
+    start: float  # seconds; meaningful only with word_timestamps
+    end: float
+    is_timestamp: bool
 
 
 @dataclass
@@ -65,42 +105,67 @@ class Segment:
     end: float
     text: str
     no_speech_prob: float = 0.0
-    tokens: list[int] = field(default_factory=list)
-    words: list[Word] = field(default_factory=list)
+    seek: int = 0  # start of the 30 s decoding window, in 10 ms frames (OpenAI's `seek`)
+    tokens: list[Token] = field(default_factory=list)  # text and timestamp tokens
+    words: list[Word] = field(default_factory=list)  # filled with word_timestamps
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [t.id for t in self.tokens]
+
+    @property
+    def avg_logprob(self) -> float:
+        return float(np.mean([t.logprob for t in self.tokens])) if self.tokens else 0.0
 
 
 @dataclass
 class Transcript:
-    language: str | None
+    language: str | None  # ISO 639-1 code
     segments: list[Segment]
 
     @property
     def text(self) -> str:
         return "".join(s.text for s in self.segments).strip()
 
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
+
 
 class WhisperModel:
-    """A whisper.cpp context: the model plus one decoding state (not safe for concurrent use)."""
+    """A loaded whisper.cpp model (weights + vocabulary), shared by any number of states."""
 
-    def __init__(self, path: str | os.PathLike, *, use_gpu: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, use_gpu: bool = False, flash_attn: bool = True) -> None:
         _quiet_logs()
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelLoadError(f"model file not found: {path}")
         params = lib.whisper_context_default_params()
         params.use_gpu = use_gpu
-        ptr = lib.whisper_init_from_file_with_params(path.encode(), params)
+        params.flash_attn = flash_attn
+        ptr = lib.whisper_init_from_file_with_params_no_state(path.encode(), params)
         if ptr == ffi.NULL:
             raise ModelLoadError(f"whisper.cpp could not load the model {path}")
         self._ptr = ptr
         self.path = path
         self.multilingual = bool(lib.whisper_is_multilingual(ptr))
         self.n_vocab = lib.whisper_n_vocab(ptr)
+        self.token_eot = lib.whisper_token_eot(ptr)
+        self.token_beg = lib.whisper_token_beg(ptr)
+        self._states: list[WhisperState] = []  # closed before the model
+        self._default_state: WhisperState | None = None
+        self._default_lock = threading.Lock()
 
     def close(self) -> None:
+        for state in list(self._states):
+            state.close()
         ptr, self._ptr = self._ptr, ffi.NULL
         if ptr != ffi.NULL:
             lib.whisper_free(ptr)
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr == ffi.NULL
 
     def __enter__(self) -> "WhisperModel":
         return self
@@ -119,66 +184,170 @@ class WhisperModel:
             raise NativeError("WhisperModel is closed")
         return self._ptr
 
+    def new_state(self) -> "WhisperState":
+        """A fresh decoding state (KV caches and compute buffers) over this model."""
+        return WhisperState(self)
+
     def tokenize(self, text: str) -> list[int]:
-        buf = ffi.new("whisper_token[]", len(text.encode()) + 8)
-        n = lib.whisper_tokenize(self._live(), text.encode(), buf, len(buf))
+        data = text.encode()
+        buf = ffi.new("whisper_token[]", len(data) + 8)
+        n = lib.whisper_tokenize(self._live(), data, buf, len(buf))
         if n < 0:
             raise NativeError("whisper_tokenize failed")
         return list(ffi.unpack(buf, n))
 
     def transcribe(self, audio: np.ndarray, *, n_threads: int = 0, language: str | None = None,
                    translate: bool = False, prompt: str | None = None, temperature: float = 0.0,
+                   word_timestamps: bool = False, beam_size: int = 0,
+                   state: "WhisperState | None" = None) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio.
+
+        ``language`` None or "auto": English for English-only models, detected otherwise.
+        ``state``: the decoding state to use; without one, the model's own default state is
+        used, one call at a time.
+        """
+        if state is not None:
+            return state.transcribe(audio, n_threads=n_threads, language=language, translate=translate,
+                                    prompt=prompt, temperature=temperature, word_timestamps=word_timestamps,
+                                    beam_size=beam_size)
+        with self._default_lock:
+            if self._default_state is None or self._default_state.closed:
+                self._default_state = self.new_state()
+            return self._default_state.transcribe(
+                audio, n_threads=n_threads, language=language, translate=translate, prompt=prompt,
+                temperature=temperature, word_timestamps=word_timestamps, beam_size=beam_size)
+
+
+class WhisperState:
+    """One decoding state of a model: run one transcription at a time on it."""
+
+    def __init__(self, model: WhisperModel) -> None:
+        ptr = lib.whisper_init_state(model._live())
+        if ptr == ffi.NULL:
+            raise ModelLoadError("whisper.cpp could not allocate a decoding state (out of memory?)")
+        self._ptr = ptr
+        self.model = model
+        model._states.append(self)
+
+    def close(self) -> None:
+        ptr, self._ptr = self._ptr, ffi.NULL
+        if ptr != ffi.NULL:
+            lib.whisper_free_state(ptr)
+            if self in self.model._states:
+                self.model._states.remove(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._ptr == ffi.NULL
+
+    def __enter__(self) -> "WhisperState":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _live(self):
+        if self._ptr == ffi.NULL:
+            raise NativeError("WhisperState is closed")
+        return self._ptr
+
+    def transcribe(self, audio: np.ndarray, *, n_threads: int = 0, language: str | None = None,
+                   translate: bool = False, prompt: str | None = None, temperature: float = 0.0,
                    word_timestamps: bool = False, beam_size: int = 0) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio. ``language`` None = English for .en models, else detect."""
-        ctx = self._live()
+        model = self.model
+        ctx, state = model._live(), self._live()
         samples = np.ascontiguousarray(audio, dtype=np.float32)
+        if samples.ndim != 1:
+            raise NativeError("whisper expects mono audio (a 1-D array)")
         strategy = lib.WHISPER_SAMPLING_BEAM_SEARCH if beam_size > 1 else lib.WHISPER_SAMPLING_GREEDY
         params = lib.whisper_full_default_params(strategy)
-        params.n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+        params.n_threads = n_threads or default_threads()
         params.print_progress = False
         params.print_realtime = False
         params.print_timestamps = False
         params.print_special = False
+        params.no_context = True  # never condition on a previous request's text
         params.translate = translate
         params.temperature = temperature
         params.token_timestamps = word_timestamps
         if beam_size > 1:
             params.beam_search.beam_size = beam_size
-        keep = []  # C strings must outlive whisper_full
+        keep = []  # C strings must outlive whisper_full_with_state
         if language is None or language == "auto":
-            if self.multilingual:
-                lang = ffi.new("char[]", b"auto")
-                params.detect_language = False
-            else:
-                lang = ffi.new("char[]", b"en")
+            lang = ffi.new("char[]", b"auto" if model.multilingual else b"en")
         else:
             lang = ffi.new("char[]", language.encode())
+        params.detect_language = False  # True would only detect the language and stop
         keep.append(lang)
         params.language = lang
         if prompt:
-            p = ffi.new("char[]", prompt.encode())
-            keep.append(p)
-            params.initial_prompt = p
-        status = lib.whisper_full(ctx, params, ffi.from_buffer("float[]", samples), len(samples))
+            text = ffi.new("char[]", prompt.encode())
+            keep.append(text)
+            params.initial_prompt = text
+        status = lib.whisper_full_with_state(ctx, state, params, ffi.from_buffer("float[]", samples), len(samples))
         if status != 0:
             raise NativeError(f"whisper_full failed with status {status}")
-        lang_id = lib.whisper_full_lang_id(ctx)
-        segments = []
-        eot = lib.whisper_token_eot(ctx)
-        for i in range(lib.whisper_full_n_segments(ctx)):
+        return self._results(word_timestamps, language)
+
+    def _results(self, word_timestamps: bool, language: str | None) -> Transcript:
+        ctx, state = self.model._ptr, self._ptr
+        eot, beg = self.model.token_eot, self.model.token_beg
+        lang_id = lib.whisper_full_lang_id_from_state(state)
+        segments: list[Segment] = []
+        seek = 0
+        for i in range(lib.whisper_full_n_segments_from_state(state)):
+            t0 = lib.whisper_full_get_segment_t0_from_state(state, i)
             seg = Segment(
-                start=lib.whisper_full_get_segment_t0(ctx, i) / 100.0,
-                end=lib.whisper_full_get_segment_t1(ctx, i) / 100.0,
-                text=ffi.string(lib.whisper_full_get_segment_text(ctx, i)).decode(errors="replace"),
-                no_speech_prob=lib.whisper_full_get_segment_no_speech_prob(ctx, i),
+                start=t0 / 100.0,
+                end=lib.whisper_full_get_segment_t1_from_state(state, i) / 100.0,
+                text=ffi.string(lib.whisper_full_get_segment_text_from_state(state, i)).decode(errors="replace"),
+                no_speech_prob=lib.whisper_full_get_segment_no_speech_prob_from_state(state, i),
             )
-            for j in range(lib.whisper_full_n_tokens(ctx, i)):
-                data = lib.whisper_full_get_token_data(ctx, i, j)
-                if data.id >= eot:
-                    continue  # special and timestamp tokens
-                seg.tokens.append(data.id)
-                if word_timestamps:
-                    piece = ffi.string(lib.whisper_full_get_token_text(ctx, i, j)).decode(errors="replace")
-                    seg.words.append(Word(piece, data.t0 / 100.0, data.t1 / 100.0, data.p))
+            for j in range(lib.whisper_full_n_tokens_from_state(state, i)):
+                data = lib.whisper_full_get_token_data_from_state(state, i, j)
+                is_timestamp = data.id >= beg
+                if data.id >= eot and not is_timestamp:
+                    continue  # <|startoftranscript|>, language, task and other control tokens
+                if is_timestamp and not seg.tokens:
+                    # The first segment of a window opens with a timestamp token relative to
+                    # the window: t0 = seek + 2 * (token - beg) in 10 ms frames.
+                    seek = max(0, t0 - 2 * (data.id - beg))
+                piece = ffi.string(lib.whisper_full_get_token_text_from_state(ctx, state, i, j))
+                seg.tokens.append(Token(id=data.id, text=piece, logprob=data.plog, probability=data.p,
+                                        start=data.t0 / 100.0, end=data.t1 / 100.0, is_timestamp=is_timestamp))
+            seg.seek = seek
+            if word_timestamps:
+                seg.words = _words(seg.tokens)
             segments.append(seg)
-        return Transcript(language=language_code(lang_id) if lang_id >= 0 else language, segments=segments)
+        code = language_code(lang_id) if lang_id >= 0 else None
+        return Transcript(language=code or language, segments=segments)
+
+
+def _words(tokens: list[Token]) -> list[Word]:
+    """Group text tokens into words: a token starting with a space opens a new word.
+
+    Bytes are joined before decoding, since one character may span two tokens.
+    """
+    words: list[Word] = []
+    pieces: list[bytes] = []
+    start = end = 0.0
+    probs: list[float] = []
+
+    def flush() -> None:
+        text = b"".join(pieces).decode(errors="replace").strip()
+        if text:
+            words.append(Word(text=text, start=start, end=end, probability=float(np.mean(probs))))
+
+    for token in tokens:
+        if token.is_timestamp:
+            continue
+        if not pieces or token.text.startswith(b" "):
+            if pieces:
+                flush()
+            pieces, probs, start = [], [], token.start
+        pieces.append(token.text)
+        probs.append(token.probability)
+        end = token.end
+    if pieces:
+        flush()
+    return words

@@ -1,0 +1,216 @@
+"""/v1/audio/transcriptions and /v1/audio/translations over the whisper backend.
+
+Requests are multipart/form-data as the OpenAI SDK sends them. The uploaded file is read
+into memory (its size is capped by the upload limit) and decoded in-process; its file name
+is never used for anything.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+import zlib
+from typing import TYPE_CHECKING
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from localai.api.errors import APIError, bad_request
+from localai.audio import decode_audio
+from localai.backends.whisper import WhisperEngine
+from localai.bindings.whisper import Segment, Transcript
+
+if TYPE_CHECKING:
+    from localai.api.app import App
+
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+GRANULARITIES = ("word", "segment")
+
+
+def transcriptions(app: "App", request: Request) -> Response:
+    return _handle(app, request, translate=False)
+
+
+def translations(app: "App", request: Request) -> Response:
+    return _handle(app, request, translate=True)
+
+
+def _form(app: "App", request: Request):
+    if request.mimetype != "multipart/form-data":
+        raise bad_request("Audio requests must be sent as multipart/form-data with the audio in a `file` field.",
+                          param="file")
+    try:
+        return request.form, request.files
+    except RequestEntityTooLarge:
+        limit = app.settings.upload_limit_mb
+        raise APIError(413, f"The uploaded file is larger than this server's limit of {limit:g} MB "
+                            "(--upload-limit / UPLOAD_LIMIT).", param="file", code="file_too_large") from None
+
+
+def _temperature(value: str | None) -> float:
+    if value is None or value == "":
+        return 0.0
+    try:
+        temperature = float(value)
+    except ValueError:
+        raise bad_request(f"Invalid temperature {value!r}: expected a number between 0 and 1.",
+                          param="temperature") from None
+    if not 0.0 <= temperature <= 1.0:
+        raise bad_request(f"temperature must be between 0 and 1, got {temperature:g}.", param="temperature")
+    return temperature
+
+
+def _granularities(form, response_format: str) -> set[str]:
+    values = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
+    wanted = {v.strip() for v in values if v.strip()}
+    unknown = wanted - set(GRANULARITIES)
+    if unknown:
+        raise bad_request(f"Invalid timestamp_granularities {sorted(unknown)}: use 'word' and/or 'segment'.",
+                          param="timestamp_granularities")
+    if "word" in wanted and response_format != "verbose_json":
+        raise bad_request("timestamp_granularities 'word' requires response_format 'verbose_json'.",
+                          param="timestamp_granularities")
+    return wanted
+
+
+def _handle(app: "App", request: Request, *, translate: bool) -> Response:
+    form, files = _form(app, request)
+    upload = files.get("file")
+    if upload is None:
+        raise bad_request("Missing the audio file: send it in the `file` field.", param="file")
+    config = app.manager.resolve(form.get("model") or None, app.model_from_bearer(request))
+    request.environ["localai.model"] = config.name
+    if config.backend != "whisper":
+        raise bad_request(f"The model `{config.name}` (backend {config.backend}) does not transcribe audio; "
+                          "use a whisper model.", param="model")
+    response_format = (form.get("response_format") or "json").strip()
+    if response_format not in RESPONSE_FORMATS:
+        raise bad_request(f"Invalid response_format {response_format!r}: use one of {', '.join(RESPONSE_FORMATS)}.",
+                          param="response_format")
+    granularities = _granularities(form, response_format)
+    temperature = _temperature(form.get("temperature"))
+    prompt = form.get("prompt") or None
+
+    engine = app.manager.engine(config)
+    if not isinstance(engine, WhisperEngine):
+        raise bad_request(f"The model `{config.name}` does not transcribe audio.", param="model")
+    if translate:
+        engine.check_translate()
+        language = None  # translations take no language: the source is detected
+    else:
+        language = engine.language(form.get("language"))
+
+    audio = decode_audio(upload.read(), max_seconds=app.settings.max_audio_seconds)
+    transcript = engine.transcribe(audio.samples, language=language, translate=translate, prompt=prompt,
+                                   temperature=temperature, word_timestamps="word" in granularities)
+    request.environ["localai.tokens"] = sum(len(s.tokens) for s in transcript.segments)
+
+    if response_format == "text":
+        return _plain(transcript.text + "\n")
+    if response_format == "srt":
+        return _plain(srt(transcript.segments))
+    if response_format == "vtt":
+        return _plain(vtt(transcript.segments))
+    usage = {"type": "duration", "seconds": math.ceil(audio.duration)}
+    if response_format == "json":
+        return _json({"text": transcript.text, "usage": usage})
+    body: dict = {
+        "task": "translate" if translate else "transcribe",
+        # OpenAI: the input's language for transcriptions, the output's ("english") for translations.
+        "language": "english" if translate else engine.language_name(transcript.language or language),
+        "duration": audio.duration,
+        "text": transcript.text,
+    }
+    # OpenAI's rule: segments unless only word timestamps were asked for.
+    if granularities != {"word"}:
+        body["segments"] = segments_json(transcript.segments, temperature)
+    if "word" in granularities:
+        body["words"] = words_json(transcript)
+    body["usage"] = usage
+    return _json(body)
+
+
+# ---- response bodies ----------------------------------------------------------------------------------
+
+def _json(payload: dict) -> Response:
+    from localai.api.app import json_response
+
+    return json_response(payload)
+
+
+def _plain(text: str) -> Response:
+    return Response(text, status=200, mimetype="text/plain")
+
+
+def compression_ratio(text: str) -> float:
+    """OpenAI's gzip-style measure of repetition: raw bytes / zlib-compressed bytes."""
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def segments_json(segments: list[Segment], temperature: float) -> list[dict]:
+    """OpenAI's segment objects. As in openai-whisper, avg_logprob and compression_ratio describe
+    the whole 30 s decoding window a segment came from (segments of one window share ``seek``)."""
+    windows: dict[int, list[Segment]] = {}
+    for segment in segments:
+        windows.setdefault(segment.seek, []).append(segment)
+    window_stats = {}
+    for seek, members in windows.items():
+        logprobs = [t.logprob for m in members for t in m.tokens]
+        window_stats[seek] = (sum(logprobs) / len(logprobs) if logprobs else 0.0,
+                              compression_ratio("".join(m.text for m in members)))
+    out = []
+    for index, segment in enumerate(segments):
+        avg_logprob, ratio = window_stats[segment.seek]
+        out.append({
+            "id": index,
+            "seek": segment.seek,
+            "start": segment.start,
+            "end": segment.end,
+            "text": segment.text,
+            "tokens": segment.token_ids,
+            # whisper.cpp does not report which fallback temperature a window needed; this is the request's.
+            "temperature": temperature,
+            "avg_logprob": avg_logprob,
+            "compression_ratio": ratio,
+            "no_speech_prob": segment.no_speech_prob,
+        })
+    return out
+
+
+def _strip_punctuation(word: str) -> str:
+    start, end = 0, len(word)
+    while start < end and unicodedata.category(word[start]).startswith("P"):
+        start += 1
+    while end > start and unicodedata.category(word[end - 1]).startswith("P"):
+        end -= 1
+    return word[start:end]
+
+
+def words_json(transcript: Transcript) -> list[dict]:
+    """OpenAI's words: the bare word (no surrounding punctuation) with its start and end."""
+    out = []
+    for word in transcript.words:
+        text = _strip_punctuation(word.text)
+        if text:
+            out.append({"word": text, "start": max(0.0, word.start), "end": max(0.0, word.end)})
+    return out
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def srt(segments: list[Segment]) -> str:
+    blocks = [f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+              for i, s in enumerate(segments, start=1)]
+    return "\n".join(blocks) + ("\n" if blocks else "")
+
+
+def vtt(segments: list[Segment]) -> str:
+    blocks = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n" for s in segments]
+    return "WEBVTT\n\n" + "\n".join(blocks) + ("\n" if blocks else "")
