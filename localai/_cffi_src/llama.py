@@ -4,13 +4,14 @@ MODULE = "_llama_cffi"
 HEADER = "include/llama.h"
 SOURCE = "llama_cpp"  # fetch.py source whose tree holds the headers
 INCLUDE_DIRS = ("include", "ggml/include")
-LIBRARIES = ("llama", "ggml", "ggml-base")
+LIBRARIES = ("llama", "ggml", "ggml-base", "ggml-cpu")
 
 INCLUDES = """
 #include <math.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include "llama.h"
+#include "ggml-cpu.h"
 """
 
 # Small C helpers: a log sink (llama.cpp logs to stderr at every load; we keep only
@@ -64,6 +65,21 @@ static llama_token localai_sample_constrained(struct llama_sampler * chain, stru
     return token;
 }
 static const char * localai_ggml_version(void) { return ggml_version(); }
+/* A persistent thread pool per context, as llama-server attaches one: without it ggml
+   creates and joins its worker threads on every llama_decode. */
+static void * localai_attach_threadpool(struct llama_context * ctx, int n_threads) {
+    struct ggml_threadpool_params params = ggml_threadpool_params_default(n_threads);
+    struct ggml_threadpool * pool = ggml_threadpool_new(&params);
+    if (pool != NULL) {
+        llama_attach_threadpool(ctx, pool, pool);
+    }
+    return pool;
+}
+static void localai_free_threadpool(void * pool) {
+    if (pool != NULL) {
+        ggml_threadpool_free((struct ggml_threadpool *) pool);
+    }
+}
 /* Append n tokens of one sequence to a batch; logits only for the last one if want_last. */
 static void localai_batch_add_seq(struct llama_batch * batch, const llama_token * tokens, int32_t n,
                                   llama_pos pos0, llama_seq_id seq, int want_last) {
@@ -82,6 +98,8 @@ static void localai_batch_add_seq(struct llama_batch * batch, const llama_token 
 EXTRA_CDEF = """
 #define LLAMA_DEFAULT_SEED ...
 static const char * localai_ggml_version(void);
+static void * localai_attach_threadpool(struct llama_context * ctx, int n_threads);
+static void localai_free_threadpool(void * pool);
 static llama_token localai_sample_constrained(struct llama_sampler * chain, struct llama_sampler * grammar,
                                               struct llama_context * ctx, int32_t idx, llama_token_data * buf);
 static void localai_llama_set_log_level(int level);

@@ -253,6 +253,13 @@ class Context(_Handle):
         self.n_seq_max = lib.llama_n_seq_max(ptr)
         self.memory = lib.llama_get_memory(ptr)
         self.n_threads = threads
+        self._threadpool = lib.localai_attach_threadpool(ptr, threads)
+
+    def close(self) -> None:
+        super().close()  # the context first: it uses the pool until freed
+        pool, self._threadpool = getattr(self, "_threadpool", ffi.NULL), ffi.NULL
+        if pool != ffi.NULL:
+            lib.localai_free_threadpool(pool)
 
     def decode(self, batch: Batch) -> None:
         """Run the model over the batch; the GIL is released while C works."""
