@@ -113,8 +113,11 @@ class TextAssembler:
         return text[:len(text) - keep], False
 
     def flush(self) -> str:
-        text = self.held + self.decoder.decode(b"", final=True)
+        """What is left at the end; bytes of a character cut off by max_tokens are dropped, not
+        turned into U+FFFD."""
+        text = self.held
         self.held = ""
+        self.decoder.reset()
         return text
 
     def _partial_stop_len(self, text: str) -> int:

@@ -26,6 +26,12 @@ def test_multibyte_character_split_across_tokens_is_never_emitted_in_halves():
     assert assembler.feed(snowman[2:] + b"!") == ("☃!", False)
 
 
+def test_character_cut_off_at_the_end_is_dropped_not_replaced():
+    assembler = TextAssembler([])
+    assert assembler.feed("ok☃".encode()[:-1]) == ("ok", False)
+    assert assembler.flush() == ""
+
+
 def test_stop_string_split_across_tokens_is_withheld_then_cut():
     assembler = TextAssembler(["###"])
     assert assembler.feed(b"Hello #") == ("Hello ", False)
