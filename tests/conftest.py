@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -68,13 +70,56 @@ class LiveServer:
             self.log.append(line)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server the tests started (by its PID), killing it if it does not exit."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class UpstreamLlamaServer:
+    """llama.cpp's own llama-server (a benchmark baseline) on a free loopback port."""
+
+    def __init__(self, binary: Path, model: Path, threads: int, *extra: str):
+        self.port = free_port()
+        cmd = [str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads),
+               "--host", "127.0.0.1", "--port", str(self.port), "--no-webui", *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self._wait_healthy()
+        except Exception:
+            self.stop()
+            raise
+
+    def _wait_healthy(self) -> None:
+        for _ in range(1200):  # bounded: 120 s
             try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("llama-server exited")
+            time.sleep(0.1)
+        raise RuntimeError("llama-server did not become healthy")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ import base64
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import threading
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import ROOT, LiveServer, UpstreamLlamaServer
 
 pytestmark = pytest.mark.bench
 
@@ -56,49 +55,6 @@ def sentences(n: int = N_SENTENCES) -> list[str]:
                "the new database schema.", "a cup of green tea.", "the winter garden.", "our quarterly report."]
     out = [f"{s} {v} {o}" for s in subjects for v in verbs for o in objects]
     return out[:n]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen) -> None:
-    for _ in range(1200):  # bounded: 120 s
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError("server exited")
-        time.sleep(0.1)
-    raise RuntimeError("server did not become healthy")
-
-
-class UpstreamServer:
-    def __init__(self, model: Path, extra: list[str]):
-        self.port = _free_port()
-        cmd = [str(LLAMA_SERVER), "-m", str(model), "--embeddings", "-t", str(THREADS), "-tb", str(THREADS),
-               "--host", "127.0.0.1", "--port", str(self.port), "--no-webui", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_healthy(self.port, self.proc)
-        except Exception:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def embed_request(port: int, inputs: list[str]) -> np.ndarray:
@@ -173,7 +129,8 @@ def server_ports(minilm_folder):
         started.append(ours)
         ports["localai"] = ours.port
         for name, extra in UPSTREAM_CONFIGS.items():
-            upstream = UpstreamServer(minilm_folder / EMBEDDING_MODEL_FILE, extra)
+            upstream = UpstreamLlamaServer(LLAMA_SERVER, minilm_folder / EMBEDDING_MODEL_FILE, THREADS, "--embeddings",
+                                           *extra)
             started.append(upstream)
             ports[name] = upstream.port
         yield ports

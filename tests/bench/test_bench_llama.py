@@ -17,14 +17,13 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import ROOT, LiveServer, UpstreamLlamaServer
 
 pytestmark = pytest.mark.bench
 
@@ -36,44 +35,12 @@ LLAMA_SERVER = Path(os.environ.get("LOCALAI_LLAMA_SERVER") or ROOT / "build" / "
 RESULTS: dict[tuple[str, str], float] = {}
 
 
-class UpstreamServer:
-    def __init__(self, model: Path, port: int):
-        cmd = [str(LLAMA_SERVER), "-m", str(model), "-t", str(THREADS), "-tb", str(THREADS), "-np", str(PARALLEL),
-               "-c", str(4096 * PARALLEL), "--host", "127.0.0.1", "--port", str(port), "--no-webui"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.port = port
-        for _ in range(600):  # bounded wait for /health
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError("llama-server exited")
-            time.sleep(0.1)
-        raise RuntimeError("llama-server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def servers(chat_models_path, smollm_path):
     if not LLAMA_SERVER.exists():
         pytest.fail("build/bin/llama-server is missing: run `python3 build.py bench`")
     ours = LiveServer(chat_models_path, "--threads", str(THREADS), "--parallel", str(PARALLEL))
-    upstream = UpstreamServer(smollm_path, _free_port())
+    upstream = UpstreamLlamaServer(LLAMA_SERVER, smollm_path, THREADS, "-np", str(PARALLEL), "-c", str(4096 * PARALLEL))
     yield {"localai": ours.port, "llama-server": upstream.port}
     ours.stop()
     upstream.stop()
