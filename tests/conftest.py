@@ -162,6 +162,14 @@ def whisper_model_path(tmp_path_factory) -> Path:
     return install_whisper_model(tmp_path_factory.mktemp("whisper"))
 
 
+@pytest.fixture(scope="session")
+def bpe_gz() -> Path:
+    """CLIP's BPE vocabulary (the pinned clip-anytorch wheel's bpe_simple_vocab_16e6.txt.gz)."""
+    from localai.fetch import fetch_file
+
+    return fetch_file("clip_bpe_vocab")
+
+
 def _stablediffusion_requested() -> bool:
     """CI's BUILD_TAGS/GO_TAGS, or a build that says it made the image backend."""
     tags = f"{os.environ.get('BUILD_TAGS', '')} {os.environ.get('GO_TAGS', '')}".replace(",", " ").split()

@@ -413,27 +413,12 @@ int32_t encode_lists(bert_ctx * ctx, int32_t n_inputs, const int32_t * const * i
     return BERT_OK;
 }
 
-}  // namespace
-
-extern "C" {
-
-int32_t bert_encode_tokens_batch(struct bert_ctx * ctx, int32_t n_inputs, const int32_t * tokens,
-                                 const int32_t * n_tokens, float * embeddings, bool normalize) {
-    if (ctx == nullptr || n_inputs < 0 || (n_inputs > 0 && (tokens == nullptr || n_tokens == nullptr ||
-                                                            embeddings == nullptr))) {
-        return fail(BERT_ERR_INVALID_ARGUMENT, "bert_encode_tokens_batch: invalid argument");
-    }
+// Runs the body of an encode call: no C++ exception may cross the C API, and a call that
+// succeeds leaves no stale message behind.
+template <typename Body>
+int32_t guarded_encode(Body && body) {
     try {
-        std::vector<const int32_t *> inputs((size_t) n_inputs);
-        size_t offset = 0;
-        for (int32_t i = 0; i < n_inputs; i++) {
-            if (n_tokens[i] < 0) {
-                return fail(BERT_ERR_INVALID_ARGUMENT, "input %d has a negative token count", i);
-            }
-            inputs[i] = tokens + offset;
-            offset += (size_t) n_tokens[i];
-        }
-        const int32_t rc = encode_lists(ctx, n_inputs, inputs.data(), n_tokens, embeddings, normalize);
+        const int32_t rc = body();
         if (rc == BERT_OK) {
             g_last_error.clear();
         }
@@ -445,12 +430,36 @@ int32_t bert_encode_tokens_batch(struct bert_ctx * ctx, int32_t n_inputs, const 
     }
 }
 
+}  // namespace
+
+extern "C" {
+
+int32_t bert_encode_tokens_batch(struct bert_ctx * ctx, int32_t n_inputs, const int32_t * tokens,
+                                 const int32_t * n_tokens, float * embeddings, bool normalize) {
+    if (ctx == nullptr || n_inputs < 0 || (n_inputs > 0 && (tokens == nullptr || n_tokens == nullptr ||
+                                                            embeddings == nullptr))) {
+        return fail(BERT_ERR_INVALID_ARGUMENT, "bert_encode_tokens_batch: invalid argument");
+    }
+    return guarded_encode([&]() -> int32_t {
+        std::vector<const int32_t *> inputs((size_t) n_inputs);
+        size_t offset = 0;
+        for (int32_t i = 0; i < n_inputs; i++) {
+            if (n_tokens[i] < 0) {
+                return fail(BERT_ERR_INVALID_ARGUMENT, "input %d has a negative token count", i);
+            }
+            inputs[i] = tokens + offset;
+            offset += (size_t) n_tokens[i];
+        }
+        return encode_lists(ctx, n_inputs, inputs.data(), n_tokens, embeddings, normalize);
+    });
+}
+
 int32_t bert_encode_batch(struct bert_ctx * ctx, int32_t n_inputs, const char ** texts, float * embeddings,
                           int32_t * n_tokens, bool normalize) {
     if (ctx == nullptr || n_inputs < 0 || (n_inputs > 0 && (texts == nullptr || embeddings == nullptr))) {
         return fail(BERT_ERR_INVALID_ARGUMENT, "bert_encode_batch: invalid argument");
     }
-    try {
+    return guarded_encode([&]() -> int32_t {
         std::vector<std::vector<int32_t>> lists((size_t) n_inputs);
         std::vector<const int32_t *> inputs((size_t) n_inputs);
         std::vector<int32_t> counts((size_t) n_inputs);
@@ -478,16 +487,8 @@ int32_t bert_encode_batch(struct bert_ctx * ctx, int32_t n_inputs, const char **
                 n_tokens[i] = n;
             }
         }
-        const int32_t rc = encode_lists(ctx, n_inputs, inputs.data(), counts.data(), embeddings, normalize);
-        if (rc == BERT_OK) {
-            g_last_error.clear();
-        }
-        return rc;
-    } catch (const std::bad_alloc &) {
-        return fail(BERT_ERR_OUT_OF_MEMORY, "out of memory");
-    } catch (const std::exception & e) {
-        return fail(BERT_ERR_COMPUTE, "encoding failed: %s", e.what());
-    }
+        return encode_lists(ctx, n_inputs, inputs.data(), counts.data(), embeddings, normalize);
+    });
 }
 
 const char * bert_last_error(void) {

@@ -32,13 +32,6 @@ def sd():
 
 
 @pytest.fixture(scope="module")
-def bpe_gz():
-    from localai.fetch import fetch_file
-
-    return fetch_file("clip_bpe_vocab")
-
-
-@pytest.fixture(scope="module")
 def tiny(tmp_path_factory, bpe_gz):
     folder = tmp_path_factory.mktemp("sd-tiny")
     weights = sdassets.write_tiny_assets(folder, seed=0, bpe_gz=bpe_gz)
