@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("localai.api")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# prompts x n in one request: more would hold the scheduler's slots for everyone else for long
+MAX_CHOICES = 128
 
 
 # ---- request → generation ---------------------------------------------------------------------
@@ -80,11 +82,15 @@ def _max_tokens(body: dict, config: ModelConfig) -> int | None:
 
 @dataclass
 class Job:
-    """One API call: n generation requests over one prompt, their events merged in one queue."""
+    """One API call: n generation requests per prompt, their events merged in one queue.
+
+    Choice ``p * n + j`` is the j-th answer to prompt p (OpenAI's order for batched prompts).
+    """
 
     engine: LlamaEngine
     config: ModelConfig
     requests: list[GenerationRequest]
+    n: int = 1  # choices per prompt
     events: "queue.SimpleQueue[tuple[int, Any]]" = field(default_factory=queue.SimpleQueue)
 
     def start(self) -> None:
@@ -131,26 +137,35 @@ def _text_engine(app: "App", request: Request, body: dict) -> tuple[ModelConfig,
     return config, engine
 
 
-def _make_job(config: ModelConfig, engine: LlamaEngine, body: dict, prompt: str | list[int], *,
-              logprobs: int | None) -> Job:
+def _prompt_tokens(engine: LlamaEngine, prompt: str | list[int]) -> list[int]:
     tokens = engine.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
     if len(tokens) >= 2 and tokens[0] == tokens[1] == engine.model.bos:
         tokens = tokens[1:]  # the template wrote BOS and the tokenizer added another
     for t in tokens:
         if not 0 <= t < engine.model.n_vocab:
             raise bad_request(f"Token id {t} is outside the vocabulary.", param="prompt")
-    sampling = _sampling(body, config, engine)
+    return tokens
+
+
+def _make_job(config: ModelConfig, engine: LlamaEngine, body: dict, prompts: list[str | list[int]], *,
+              logprobs: int | None) -> Job:
     n = int(body.get("n") or 1)
+    if len(prompts) * n > MAX_CHOICES:
+        raise bad_request(f"{len(prompts)} prompts with n={n} ask for {len(prompts) * n} choices; at most "
+                          f"{MAX_CHOICES} are allowed per request.", param="prompt")
+    token_lists = [_prompt_tokens(engine, prompt) for prompt in prompts]  # every prompt checked before any runs
+    sampling = _sampling(body, config, engine)
     requests = []
-    for i in range(n):
-        params = sampling
-        if n > 1 and sampling.seed is not None:
-            params = SamplingParams(**{**sampling.__dict__, "seed": sampling.seed + i})
-        requests.append(GenerationRequest(
-            prompt=tokens, sampling=params, max_tokens=_max_tokens(body, config), stop=_stops(body, config),
-            ignore_eos=bool(body.get("ignore_eos") if body.get("ignore_eos") is not None
-                            else config.parameters.ignore_eos), logprobs=logprobs))
-    job = Job(engine, config, requests)
+    for tokens in token_lists:
+        for j in range(n):
+            params = sampling
+            if j and sampling.seed is not None:  # answer j of every prompt: the same as that prompt alone
+                params = SamplingParams(**{**sampling.__dict__, "seed": sampling.seed + j})
+            requests.append(GenerationRequest(
+                prompt=tokens, sampling=params, max_tokens=_max_tokens(body, config), stop=_stops(body, config),
+                ignore_eos=bool(body.get("ignore_eos") if body.get("ignore_eos") is not None
+                                else config.parameters.ignore_eos), logprobs=logprobs))
+    job = Job(engine, config, requests, n=n)
     job.start()
     return job
 
@@ -165,11 +180,13 @@ def _postprocess(text: str, config: ModelConfig) -> str:
     return text
 
 
-def _usage(finished: list[Finished]) -> dict:
-    prompt = finished[0].prompt_tokens if finished else 0
-    completion = sum(f.completion_tokens for f in finished)
+def _usage(job: Job, finished: dict[int, Finished]) -> dict:
+    """Each prompt's tokens counted once however many choices it has; every choice's completion."""
+    firsts = [finished[i] for i in range(0, len(job.requests), job.n) if i in finished]
+    prompt = sum(f.prompt_tokens for f in firsts)
+    completion = sum(f.completion_tokens for f in finished.values())
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": finished[0].cached_tokens if finished else 0}}
+            "prompt_tokens_details": {"cached_tokens": sum(f.cached_tokens for f in firsts)}}
 
 
 # ---- shared streaming machinery --------------------------------------------------------------------
@@ -206,7 +223,7 @@ def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iter
     A failure before the first chunk propagates (the caller answers with a JSON error); a
     failure later becomes an error event, since the 200 headers are already out.
     """
-    finished: list[Finished] = []
+    finished: dict[int, Finished] = {}
     started = False
     pending: list[bytes] = []
     try:
@@ -214,7 +231,7 @@ def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iter
             if isinstance(event, Delta):
                 chunks = make_chunk(index, event, None)
             elif isinstance(event, Finished):
-                finished.append(event)
+                finished[index] = event
                 chunks = make_chunk(index, None, event.reason)
             pending.extend(_sse(chunk) for chunk in chunks)
             # Events that are already queued go out in one write: fewer wake-ups of the
@@ -231,7 +248,7 @@ def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iter
             log.exception("generation failed mid-stream")
         yield _sse(error.body())
         return
-    request.environ["localai.tokens"] = sum(f.completion_tokens for f in finished)
+    request.environ["localai.tokens"] = sum(f.completion_tokens for f in finished.values())
     yield b"".join([*pending, *final_chunks(finished), _sse("[DONE]")])
 
 
@@ -267,7 +284,7 @@ def chat(app: "App", request: Request) -> Response:
         logprobs = int(body.get("top_logprobs") or 0)
     elif body.get("top_logprobs"):
         raise bad_request("top_logprobs requires logprobs to be true.", param="top_logprobs")
-    job = _make_job(config, engine, body, prompt, logprobs=logprobs)
+    job = _make_job(config, engine, body, [prompt], logprobs=logprobs)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
@@ -330,11 +347,11 @@ def chat(app: "App", request: Request) -> Response:
                 chunks.append(chunk({}, finish))
             return chunks
 
-        def final_chunks(finished: list[Finished]) -> Iterator[bytes]:
+        def final_chunks(finished: dict[int, Finished]) -> Iterator[bytes]:
             if include_usage:
                 yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
                             "model": config.name, "system_fingerprint": None, "choices": [],
-                            "usage": _usage(finished)})
+                            "usage": _usage(job, finished)})
 
         return _stream_response(job, request, _stream_events(job, request, make_chunk, final_chunks))
 
@@ -363,7 +380,7 @@ def chat(app: "App", request: Request) -> Response:
         choices.append({"index": i, "message": message,
                         "logprobs": {"content": lps[i]} if logprobs is not None else None,
                         "finish_reason": reason})
-    usage = _usage([finished[i] for i in sorted(finished)])
+    usage = _usage(job, finished)
     request.environ["localai.tokens"] = usage["completion_tokens"]
     return json_response({"id": completion_id, "object": "chat.completion", "created": created,
                           "model": config.name, "system_fingerprint": None, "choices": choices, "usage": usage})
@@ -384,22 +401,26 @@ def _completion_logprobs(events: list[Delta], offset: int) -> dict:
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
 
 
+def _batched_prompts(prompt: str | list) -> list[str | list[int]]:
+    """OpenAI's prompt forms (a string, strings, token ids, lists of token ids) as a list of prompts."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if prompt and isinstance(prompt[0], int):
+        return [prompt]
+    return list(prompt)
+
+
 def completions(app: "App", request: Request) -> Response:
     from localai.api.app import json_response, read_json
 
     body = schemas.validate("completion", read_json(request))
-    prompt = body["prompt"]
-    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
-        if len(prompt) != 1:
-            raise bad_request("Batched prompts are not supported; send one prompt per request.", param="prompt")
-        prompt = prompt[0]
+    prompts = _batched_prompts(body["prompt"])
     config, engine = _text_engine(app, request, body)
-    if isinstance(prompt, str):
-        prompt = render_completion_prompt(prompt, config.template.completion)
+    prompts = [render_completion_prompt(p, config.template.completion) if isinstance(p, str) else p for p in prompts]
     logprobs = body.get("logprobs")
     echo = bool(body.get("echo"))
-    job = _make_job(config, engine, body, prompt, logprobs=logprobs)
-    echo_text = (prompt if isinstance(prompt, str) else job.engine.detokenize(prompt)) if echo else ""
+    job = _make_job(config, engine, body, prompts, logprobs=logprobs)
+    echo_texts = [(p if isinstance(p, str) else engine.detokenize(p)) if echo else "" for p in prompts]
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
@@ -410,7 +431,7 @@ def completions(app: "App", request: Request) -> Response:
         def make_chunk(index: int, event: Delta | None, finish: str | None) -> list[dict]:
             text = event.text if event is not None else ""
             if echo and index not in echoed:
-                text = echo_text + text
+                text = echo_texts[index // job.n] + text
                 echoed.add(index)
             choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
             if event is not None and event.logprobs:
@@ -421,11 +442,11 @@ def completions(app: "App", request: Request) -> Response:
                 chunk["usage"] = None
             return [chunk]
 
-        def final_chunks(finished: list[Finished]) -> Iterator[bytes]:
+        def final_chunks(finished: dict[int, Finished]) -> Iterator[bytes]:
             if include_usage:
                 yield _sse({"id": completion_id, "object": "text_completion", "created": created,
                             "model": config.name, "system_fingerprint": None, "choices": [],
-                            "usage": _usage(finished)})
+                            "usage": _usage(job, finished)})
 
         return _stream_response(job, request, _stream_events(job, request, make_chunk, final_chunks))
 
@@ -439,10 +460,11 @@ def completions(app: "App", request: Request) -> Response:
     choices = []
     for i in range(len(job.requests)):
         text = _postprocess("".join(e.text for e in events[i]), config)
+        echo_text = echo_texts[i // job.n]
         choices.append({"index": i, "text": echo_text + text,
                         "logprobs": _completion_logprobs(events[i], len(echo_text)) if logprobs is not None else None,
                         "finish_reason": finished[i].reason})
-    usage = _usage([finished[i] for i in sorted(finished)])
+    usage = _usage(job, finished)
     request.environ["localai.tokens"] = usage["completion_tokens"]
     return json_response({"id": completion_id, "object": "text_completion", "created": created,
                           "model": config.name, "system_fingerprint": None, "choices": choices, "usage": usage})
@@ -456,7 +478,7 @@ def edits(app: "App", request: Request) -> Response:
     body = schemas.validate("edit", read_json(request))
     config, engine = _text_engine(app, request, body)
     prompt = render_edit_prompt(body["instruction"], body.get("input") or "", config.template.edit)
-    job = _make_job(config, engine, body, prompt, logprobs=None)
+    job = _make_job(config, engine, body, [prompt], logprobs=None)
     texts: dict[int, list[str]] = {i: [] for i in range(len(job.requests))}
     finished: dict[int, Finished] = {}
     for index, event in job:
@@ -464,7 +486,7 @@ def edits(app: "App", request: Request) -> Response:
             texts[index].append(event.text)
         else:
             finished[index] = event
-    usage = _usage([finished[i] for i in sorted(finished)])
+    usage = _usage(job, finished)
     request.environ["localai.tokens"] = usage["completion_tokens"]
     return json_response({
         "object": "edit", "created": int(time.time()), "model": config.name,

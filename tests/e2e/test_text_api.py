@@ -166,6 +166,46 @@ def test_completion_with_token_ids(server):
     assert body["usage"]["prompt_tokens"] == 3 and body["usage"]["completion_tokens"] == 3
 
 
+def test_batched_prompts_give_n_choices_each_in_openai_order(client):
+    prompts = ["The capital of France is", "One, two, three,"]
+    alone = [client.completions.create(model=MODEL, prompt=p, temperature=0, max_tokens=6) for p in prompts]
+    batched = client.completions.create(model=MODEL, prompt=prompts, n=2, temperature=0, max_tokens=6, echo=True)
+    assert [c.index for c in batched.choices] == [0, 1, 2, 3]
+    # choice p*n + j answers prompt p; greedy, so every answer to a prompt is the one it gets alone
+    for i, choice in enumerate(batched.choices):
+        prompt, single = prompts[i // 2], alone[i // 2]
+        assert choice.text == prompt + single.choices[0].text
+    assert batched.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone)  # once per prompt, not per n
+    assert batched.usage.completion_tokens == 2 * sum(a.usage.completion_tokens for a in alone)
+    streamed = client.completions.create(model=MODEL, prompt=prompts, temperature=0, max_tokens=6, stream=True,
+                                         stream_options={"include_usage": True})
+    texts = {0: "", 1: ""}
+    finishes = {}
+    for chunk in streamed:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+        if chunk.usage:
+            usage = chunk.usage
+    assert texts == {0: alone[0].choices[0].text, 1: alone[1].choices[0].text}
+    assert set(finishes) == {0, 1}
+    assert usage.prompt_tokens == batched.usage.prompt_tokens
+
+
+def test_batched_token_prompts_and_the_choice_limit(server):
+    status, _, raw = post(server, "/v1/completions", {"model": MODEL, "prompt": [[504, 3575, 282], [504, 3575]],
+                                                      "max_tokens": 2, "temperature": 0})
+    assert status == 200, raw
+    body = json.loads(raw)
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    assert body["usage"]["prompt_tokens"] == 5 and body["usage"]["completion_tokens"] == 4
+    status, _, raw = post(server, "/v1/completions", {"model": MODEL, "prompt": ["hi"] * 65, "n": 2, "max_tokens": 1})
+    assert status == 400 and json.loads(raw)["error"]["param"] == "prompt"
+    status, _, raw = post(server, "/v1/completions", {"model": MODEL, "prompt": [[504], [10**9]], "max_tokens": 1})
+    assert status == 400 and "outside the vocabulary" in json.loads(raw)["error"]["message"]
+
+
 def test_edit(server):
     status, _, raw = post(server, "/v1/edits", {"model": MODEL, "instruction": "Fix the spelling.",
                                                 "input": "The qick brown fox", "temperature": 0, "max_tokens": 24})
