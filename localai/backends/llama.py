@@ -378,17 +378,17 @@ class LlamaEngine:
 
     def _finish(self, slot: _Slot, *, reason: str = "stop", error: Exception | None = None, flush: bool = True) -> None:
         request = slot.request
+        # The slot is released before the request hears it has finished: a client that gets
+        # its answer and at once asks /backend/monitor must see the sequence gone.
         if error is not None:
-            request.events.put(Failed(error))
+            final: list[Event] = [Failed(error)]
             # the KV of a failed sequence is suspect: forget it
             self.ctx.seq_remove(slot.seq_id, -1, -1)
             slot.cache = []
         else:
-            if flush:
-                rest = slot.text.flush()
-                if rest:
-                    request.events.put(Delta(rest, 0))
-            request.events.put(Finished(reason, len(request.prompt), slot.generated, slot.cached_prompt))
+            rest = slot.text.flush() if flush else ""
+            final = [Delta(rest, 0)] if rest else []
+            final.append(Finished(reason, len(request.prompt), slot.generated, slot.cached_prompt))
             # The last sampled token has no KV yet; keep the cache in step with the KV cells.
             if slot.cache and len(slot.cache) > self.ctx.seq_pos_max(slot.seq_id) + 1:
                 slot.cache = slot.cache[: self.ctx.seq_pos_max(slot.seq_id) + 1]
@@ -399,6 +399,8 @@ class LlamaEngine:
         slot.pending = []
         slot.batch_index = -1
         slot.last_used = next(self._clock)
+        for event in final:
+            request.events.put(event)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
