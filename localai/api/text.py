@@ -148,11 +148,11 @@ def _prompt_tokens(engine: LlamaEngine, prompt: str | list[int]) -> list[int]:
 
 
 def _make_job(config: ModelConfig, engine: LlamaEngine, body: dict, prompts: list[str | list[int]], *,
-              logprobs: int | None) -> Job:
-    n = int(body.get("n") or 1)
+              logprobs: int | None, n: int | None = None) -> Job:
+    n = n or int(body.get("n") or 1)
     if len(prompts) * n > MAX_CHOICES:
-        raise bad_request(f"{len(prompts)} prompts with n={n} ask for {len(prompts) * n} choices; at most "
-                          f"{MAX_CHOICES} are allowed per request.", param="prompt")
+        raise bad_request(f"{len(prompts)} prompts with {n} completions each make {len(prompts) * n}; at most "
+                          f"{MAX_CHOICES} completions are generated per request.", param="prompt")
     token_lists = [_prompt_tokens(engine, prompt) for prompt in prompts]  # every prompt checked before any runs
     sampling = _sampling(body, config, engine)
     requests = []
@@ -401,6 +401,11 @@ def _completion_logprobs(events: list[Delta], offset: int) -> dict:
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
 
 
+def _mean_logprob(events: list[Delta]) -> float:
+    values = [lp.logprob for event in events for lp in event.logprobs or []]
+    return sum(values) / len(values) if values else float("-inf")
+
+
 def _batched_prompts(prompt: str | list) -> list[str | list[int]]:
     """OpenAI's prompt forms (a string, strings, token ids, lists of token ids) as a list of prompts."""
     if isinstance(prompt, str):
@@ -415,11 +420,20 @@ def completions(app: "App", request: Request) -> Response:
 
     body = schemas.validate("completion", read_json(request))
     prompts = _batched_prompts(body["prompt"])
+    n = int(body.get("n") or 1)
+    best_of = int(body.get("best_of") or n)
+    if best_of < n:
+        raise bad_request(f"best_of ({best_of}) must be at least n ({n}).", param="best_of")
+    if best_of > n and body.get("stream"):
+        raise bad_request("best_of cannot be used with stream: the best completions are only known at the end.",
+                          param="best_of")
     config, engine = _text_engine(app, request, body)
     prompts = [render_completion_prompt(p, config.template.completion) if isinstance(p, str) else p for p in prompts]
     logprobs = body.get("logprobs")
     echo = bool(body.get("echo"))
-    job = _make_job(config, engine, body, prompts, logprobs=logprobs)
+    # best_of: every candidate's chosen-token logprobs are needed to rank them
+    job = _make_job(config, engine, body, prompts, n=best_of,
+                    logprobs=logprobs if best_of == n or logprobs is not None else 0)
     echo_texts = [(p if isinstance(p, str) else engine.detokenize(p)) if echo else "" for p in prompts]
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -458,13 +472,18 @@ def completions(app: "App", request: Request) -> Response:
         else:
             finished[index] = event
     choices = []
-    for i in range(len(job.requests)):
-        text = _postprocess("".join(e.text for e in events[i]), config)
-        echo_text = echo_texts[i // job.n]
-        choices.append({"index": i, "text": echo_text + text,
-                        "logprobs": _completion_logprobs(events[i], len(echo_text)) if logprobs is not None else None,
-                        "finish_reason": finished[i].reason})
-    usage = _usage(job, finished)
+    for p in range(len(prompts)):
+        candidates = range(p * best_of, (p + 1) * best_of)
+        if best_of > n:  # OpenAI's "best": the highest log probability per token
+            candidates = sorted(candidates, key=lambda i: -_mean_logprob(events[i]))[:n]
+        for i in candidates:
+            text = _postprocess("".join(e.text for e in events[i]), config)
+            echo_text = echo_texts[p]
+            choices.append({"index": len(choices), "text": echo_text + text,
+                            "logprobs": (_completion_logprobs(events[i], len(echo_text))
+                                         if logprobs is not None else None),
+                            "finish_reason": finished[i].reason})
+    usage = _usage(job, finished)  # every candidate's tokens, as OpenAI counts best_of
     request.environ["localai.tokens"] = usage["completion_tokens"]
     return json_response({"id": completion_id, "object": "text_completion", "created": created,
                           "model": config.name, "system_fingerprint": None, "choices": choices, "usage": usage})

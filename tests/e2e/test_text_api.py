@@ -206,6 +206,23 @@ def test_batched_token_prompts_and_the_choice_limit(server):
     assert status == 400 and "outside the vocabulary" in json.loads(raw)["error"]["message"]
 
 
+def test_best_of_returns_the_candidates_with_the_highest_logprob_per_token(client, server):
+    prompt = "My favourite animal is"
+    # best_of=3 ranks the same three seeded candidates that n=3 returns (seeds 11, 12, 13)
+    three = client.completions.create(model=MODEL, prompt=prompt, n=3, temperature=1.0, seed=11, max_tokens=8,
+                                      logprobs=0)
+    mean = {c.text: sum(c.logprobs.token_logprobs) / len(c.logprobs.token_logprobs) for c in three.choices}
+    best = client.completions.create(model=MODEL, prompt=prompt, n=1, best_of=3, temperature=1.0, seed=11,
+                                     max_tokens=8)
+    assert len(best.choices) == 1 and best.choices[0].index == 0
+    assert best.choices[0].text == max(mean, key=mean.get)
+    assert best.choices[0].logprobs is None  # not asked for
+    assert best.usage.completion_tokens == three.usage.completion_tokens  # every candidate counts
+    for body in ({"best_of": 1, "n": 2}, {"best_of": 2, "stream": True}):
+        status, _, raw = post(server, "/v1/completions", {"model": MODEL, "prompt": prompt, "max_tokens": 1, **body})
+        assert status == 400 and json.loads(raw)["error"]["param"] == "best_of"
+
+
 def test_edit(server):
     status, _, raw = post(server, "/v1/edits", {"model": MODEL, "instruction": "Fix the spelling.",
                                                 "input": "The qick brown fox", "temperature": 0, "max_tokens": 24})
