@@ -80,16 +80,16 @@ static void localai_free_threadpool(void * pool) {
         ggml_threadpool_free((struct ggml_threadpool *) pool);
     }
 }
-/* Append n tokens of one sequence to a batch; logits only for the last one if want_last. */
+/* Append n tokens of one sequence to a batch. want: 0 no logits, 1 the last token's, 2 every token's. */
 static void localai_batch_add_seq(struct llama_batch * batch, const llama_token * tokens, int32_t n,
-                                  llama_pos pos0, llama_seq_id seq, int want_last) {
+                                  llama_pos pos0, llama_seq_id seq, int want) {
     for (int32_t i = 0; i < n; i++) {
         int32_t k = batch->n_tokens + i;
         batch->token[k] = tokens[i];
         batch->pos[k] = pos0 + i;
         batch->n_seq_id[k] = 1;
         batch->seq_id[k][0] = seq;
-        batch->logits[k] = (want_last && i == n - 1) ? 1 : 0;
+        batch->logits[k] = (want == 2 || (want == 1 && i == n - 1)) ? 1 : 0;
     }
     batch->n_tokens += n;
 }
@@ -104,5 +104,5 @@ static llama_token localai_sample_constrained(struct llama_sampler * chain, stru
                                               struct llama_context * ctx, int32_t idx, llama_token_data * buf);
 static void localai_llama_set_log_level(int level);
 static void localai_batch_add_seq(struct llama_batch * batch, const llama_token * tokens, int32_t n,
-                                  llama_pos pos0, llama_seq_id seq, int want_last);
+                                  llama_pos pos0, llama_seq_id seq, int want);
 """

@@ -84,6 +84,8 @@ COMPLETION = {
     "properties": {
         **_SAMPLING,
         "prompt": _prompt,
+        # 0 is allowed here (OpenAI's legacy completions): with echo and logprobs it scores a prompt
+        "max_tokens": {"type": ["integer", "null"], "minimum": 0},
         "echo": {"type": ["boolean", "null"]},
         "logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 5},
         "suffix": {"type": ["string", "null"]},

@@ -148,7 +148,7 @@ def _prompt_tokens(engine: LlamaEngine, prompt: str | list[int]) -> list[int]:
 
 
 def _make_job(config: ModelConfig, engine: LlamaEngine, body: dict, prompts: list[str | list[int]], *,
-              logprobs: int | None, n: int | None = None) -> Job:
+              logprobs: int | None, n: int | None = None, prompt_logprobs: bool = False) -> Job:
     n = n or int(body.get("n") or 1)
     if len(prompts) * n > MAX_CHOICES:
         raise bad_request(f"{len(prompts)} prompts with {n} completions each make {len(prompts) * n}; at most "
@@ -164,7 +164,8 @@ def _make_job(config: ModelConfig, engine: LlamaEngine, body: dict, prompts: lis
             requests.append(GenerationRequest(
                 prompt=tokens, sampling=params, max_tokens=_max_tokens(body, config), stop=_stops(body, config),
                 ignore_eos=bool(body.get("ignore_eos") if body.get("ignore_eos") is not None
-                                else config.parameters.ignore_eos), logprobs=logprobs))
+                                else config.parameters.ignore_eos), logprobs=logprobs,
+                prompt_logprobs=prompt_logprobs))
     job = Job(engine, config, requests, n=n)
     job.start()
     return job
@@ -389,20 +390,22 @@ def chat(app: "App", request: Request) -> Response:
 # ---- /v1/completions ---------------------------------------------------------------------------------
 
 def _completion_logprobs(events: list[Delta], offset: int) -> dict:
+    """The legacy completions logprobs object; with echo the prompt's tokens come first (the first
+    one with null logprobs, as OpenAI sends) and offsets count from the start of the echoed text."""
     tokens, token_logprobs, top, offsets = [], [], [], []
     pos = offset
     for event in events:
         for lp in event.logprobs or []:
             tokens.append(lp.token)
             token_logprobs.append(lp.logprob)
-            top.append({t: p for t, _, p in lp.top})
+            top.append(None if lp.top is None else {t: p for t, _, p in lp.top})
             offsets.append(pos)
             pos += len(lp.token)
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
 
 
 def _mean_logprob(events: list[Delta]) -> float:
-    values = [lp.logprob for event in events for lp in event.logprobs or []]
+    values = [lp.logprob for event in events if event.n_tokens for lp in event.logprobs or []]  # generated only
     return sum(values) / len(values) if values else float("-inf")
 
 
@@ -433,7 +436,8 @@ def completions(app: "App", request: Request) -> Response:
     echo = bool(body.get("echo"))
     # best_of: every candidate's chosen-token logprobs are needed to rank them
     job = _make_job(config, engine, body, prompts, n=best_of,
-                    logprobs=logprobs if best_of == n or logprobs is not None else 0)
+                    logprobs=logprobs if best_of == n or logprobs is not None else 0,
+                    prompt_logprobs=echo and logprobs is not None)
     echo_texts = [(p if isinstance(p, str) else engine.detokenize(p)) if echo else "" for p in prompts]
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -480,7 +484,7 @@ def completions(app: "App", request: Request) -> Response:
             text = _postprocess("".join(e.text for e in events[i]), config)
             echo_text = echo_texts[p]
             choices.append({"index": len(choices), "text": echo_text + text,
-                            "logprobs": (_completion_logprobs(events[i], len(echo_text))
+                            "logprobs": (_completion_logprobs(events[i], 0 if echo else len(echo_text))
                                          if logprobs is not None else None),
                             "finish_reason": finished[i].reason})
     usage = _usage(job, finished)  # every candidate's tokens, as OpenAI counts best_of

@@ -35,8 +35,8 @@ log = logging.getLogger("localai.llama")
 class TokenLogprob:
     token: str
     bytes: list[int]
-    logprob: float
-    top: list[tuple[str, list[int], float]]
+    logprob: float | None  # None: a prompt's first token, which nothing predicts
+    top: list[tuple[str, list[int], float]] | None
 
 
 @dataclass
@@ -72,6 +72,7 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None  # None: no logprobs; k: the chosen token plus k alternatives
+    prompt_logprobs: bool = False  # also the prompt's tokens (OpenAI's echo + logprobs); needs logprobs
     events: "queue.SimpleQueue[Event]" = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -146,6 +147,7 @@ class _Slot:
     limit: int = 0
     text: TextAssembler | None = None
     last_used: int = 0
+    scored_chunk: tuple[int, list[int]] | None = None  # (batch index, tokens) of a prompt chunk with all logits
 
 
 _STOP = object()
@@ -287,6 +289,8 @@ class LlamaEngine:
     def _start(self, slot: _Slot, request: GenerationRequest) -> None:
         prompt = request.prompt
         keep = min(_common_prefix(slot.cache, prompt), len(prompt) - 1)  # the last token must be decoded for logits
+        if request.prompt_logprobs:
+            keep = 0  # every prompt token's logits are needed, and cached ones have none
         if not self.ctx.seq_remove(slot.seq_id, keep, -1):
             keep = 0
             self.ctx.seq_remove(slot.seq_id, -1, -1)
@@ -305,6 +309,7 @@ class LlamaEngine:
         slot.limit = room if request.max_tokens is None else min(room, request.max_tokens)
         slot.text = TextAssembler(request.stop)
         slot.last_used = next(self._clock)
+        slot.scored_chunk = None
 
     def _eog_biases(self) -> dict[int, float]:
         if self._eog_bias is None:
@@ -331,8 +336,10 @@ class LlamaEngine:
                 continue
             chunk = slot.pending[:budget]
             last = len(chunk) == len(slot.pending)
-            index = batch.add(chunk, len(slot.cache), slot.seq_id, last)
+            scored = slot.request.prompt_logprobs and slot.request.logprobs is not None
+            index = batch.add(chunk, len(slot.cache), slot.seq_id, last, logits_all=scored)
             slot.batch_index = index if last else -1
+            slot.scored_chunk = (index - len(chunk) + 1, chunk) if scored else None
             slot.cache.extend(chunk)
             slot.pending = slot.pending[len(chunk):]
             budget -= len(chunk)
@@ -340,9 +347,29 @@ class LlamaEngine:
             return
         self.ctx.decode(batch)
         for slot in self.slots:
+            if slot.request is not None and slot.scored_chunk is not None:
+                self._emit_prompt_logprobs(slot)
             if slot.request is None or slot.pending or slot.batch_index < 0:
                 continue
+            if slot.limit == 0:  # max_tokens 0: the prompt was all that was asked for
+                self._finish(slot, reason="length")
+                continue
             self._emit(slot, slot.sampler.sample(self.ctx, slot.batch_index))
+
+    def _emit_prompt_logprobs(self, slot: _Slot) -> None:
+        """Logprobs of the prompt tokens a chunk predicts: token k+1 from the logits at k, and the
+        next chunk's first token from this chunk's last (the prompt's first token has none)."""
+        first_index, chunk = slot.scored_chunk
+        slot.scored_chunk = None
+        start = len(slot.cache) - len(chunk)  # position of the chunk's first token
+        following = chunk[1:] + slot.pending[:1]
+        entries = []
+        if start == 0:
+            piece = self.model.token_to_piece(chunk[0])
+            entries.append(TokenLogprob(piece.decode(errors="replace"), list(piece), None, None))
+        for k, token in enumerate(following):
+            entries.append(self._logprob(first_index + k, token, slot.request.logprobs))
+        slot.request.events.put(Delta("", 0, entries))
 
     def _emit(self, slot: _Slot, token: int) -> None:
         request = slot.request

@@ -198,8 +198,10 @@ class Batch(_Handle):
     def clear(self) -> None:
         self._struct.n_tokens = 0
 
-    def add(self, tokens: Sequence[int], pos0: int, seq_id: int, logits_last: bool) -> int:
-        """Append tokens of one sequence; returns the batch index of the last one."""
+    def add(self, tokens: Sequence[int], pos0: int, seq_id: int, logits_last: bool, *,
+            logits_all: bool = False) -> int:
+        """Append tokens of one sequence; returns the batch index of the last one. Logits are
+        kept for the last token (``logits_last``) or for every one (``logits_all``)."""
         n = len(tokens)
         if self._struct.n_tokens + n > self.capacity:
             raise NativeError(f"batch overflow: {self._struct.n_tokens}+{n} > {self.capacity}")
@@ -208,7 +210,7 @@ class Batch(_Handle):
             arr[0] = tokens[0]
         else:
             arr = ffi.new("llama_token[]", list(tokens))
-        lib.localai_batch_add_seq(self._live(), arr, n, pos0, seq_id, 1 if logits_last else 0)
+        lib.localai_batch_add_seq(self._live(), arr, n, pos0, seq_id, 2 if logits_all else 1 if logits_last else 0)
         return self._struct.n_tokens - 1
 
 

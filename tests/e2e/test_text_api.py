@@ -223,6 +223,27 @@ def test_best_of_returns_the_candidates_with_the_highest_logprob_per_token(clien
         assert status == 400 and json.loads(raw)["error"]["param"] == "best_of"
 
 
+def test_echo_with_logprobs_scores_the_prompt(client):
+    """lm-evaluation-harness style: echo + logprobs (+ max_tokens=0) gives every prompt token's logprob."""
+    prompt = "The capital of France is"
+    generated = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=1, max_tokens=3,
+                                          temperature=0)
+    lp = generated.choices[0].logprobs
+    assert "".join(lp.tokens) == generated.choices[0].text  # the prompt's tokens, then the generated ones
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None  # nothing predicts the first token
+    assert all(v <= 0 for v in lp.token_logprobs[1:])
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    # scoring the whole text as a prompt gives the same tokens and, for the generated ones, the same logprobs
+    scored = client.completions.create(model=MODEL, prompt=generated.choices[0].text, echo=True, logprobs=0,
+                                       max_tokens=0)
+    choice = scored.choices[0]
+    assert choice.text == generated.choices[0].text and choice.finish_reason == "length"
+    assert scored.usage.completion_tokens == 0
+    assert choice.logprobs.tokens == lp.tokens
+    for a, b in zip(choice.logprobs.token_logprobs[1:], lp.token_logprobs[1:]):
+        assert abs(a - b) < 0.02  # one 8-token pass vs token-by-token decoding: float noise only
+
+
 def test_edit(server):
     status, _, raw = post(server, "/v1/edits", {"model": MODEL, "instruction": "Fix the spelling.",
                                                 "input": "The qick brown fox", "temperature": 0, "max_tokens": 24})

@@ -41,3 +41,35 @@ def test_a_cancelled_request_ends_with_its_tokens_so_far(engine):
     rest = list(request.stream())
     assert isinstance(rest[-1], Finished) and rest[-1].completion_tokens < 500
     assert engine.status()["active_sequences"] == 0
+
+
+def _prompt_logprobs(engine, prompt: list[int]) -> list:
+    from localai.backends.llama import Delta, GenerationRequest
+
+    request = engine.submit(GenerationRequest(prompt=prompt, max_tokens=0, logprobs=0, prompt_logprobs=True))
+    return [lp for e in request.stream() if isinstance(e, Delta) for lp in e.logprobs or []]
+
+
+def test_prompt_logprobs_are_the_same_across_prompt_chunks(engine, smollm_path):
+    """A prompt read in 16-token chunks: each chunk's last logits score the next chunk's first token."""
+    from localai.backends.llama import LlamaEngine
+
+    prompt = engine.tokenize("The quick brown fox jumps over the lazy dog. " * 4)
+    assert len(prompt) > 40
+    whole = _prompt_logprobs(engine, prompt)
+    small = LlamaEngine(str(smollm_path), context_size=256, parallel=1, threads=2, batch_size=16)
+    try:
+        chunked = _prompt_logprobs(small, prompt)
+    finally:
+        small.close()
+    assert len(whole) == len(chunked) == len(prompt)
+    assert whole[0].logprob is None and chunked[0].logprob is None
+    assert [lp.token for lp in whole] == [lp.token for lp in chunked]
+    for a, b in zip(whole[1:], chunked[1:]):
+        assert abs(a.logprob - b.logprob) < 0.02
+    # a repeated sentence is predictable: its second copy scores far higher than its first
+    quarter = len(prompt) // 4
+    first = sum(lp.logprob for lp in whole[1:quarter])
+    second = sum(lp.logprob for lp in whole[quarter + 1:2 * quarter])
+    assert second > first + 10
+    assert engine.status()["active_sequences"] == 0
