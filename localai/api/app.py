@@ -12,7 +12,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from localai.api import text
-from localai.api.errors import APIError, from_exception
+from localai.api.errors import APIError, bad_request, from_exception
+from localai.errors import ModelNotFound
 from localai.manager import ModelManager
 from localai.settings import Settings
 
@@ -25,12 +26,18 @@ def _routes(path: str, endpoint: str, methods: list[str]) -> list[Rule]:
             Rule(path, endpoint=endpoint, methods=methods)]
 
 
+def _model_object(name: str, created: int) -> dict:
+    return {"id": name, "object": "model", "created": created, "owned_by": "localai"}
+
+
 class App:
     def __init__(self, settings: Settings, manager: ModelManager | None = None) -> None:
         self.settings = settings
         self.manager = manager or ModelManager(settings)
         self.url_map = Map([
             *_routes("/models", "models", ["GET"]),
+            *_routes("/models/<path:model_id>", "model", ["GET"]),
+            *_routes("/tokenize", "tokenize", ["POST"]),
             *_routes("/chat/completions", "chat", ["POST"]),
             *_routes("/completions", "completions", ["POST"]),
             *_routes("/edits", "edits", ["POST"]),
@@ -45,6 +52,8 @@ class App:
         ])
         self.handlers: dict[str, Callable[[Request], Response]] = {
             "models": self.on_models,
+            "model": self.on_model,
+            "tokenize": self.on_tokenize,
             "chat": lambda r: text.chat(self, r),
             "completions": lambda r: text.completions(self, r),
             "edits": lambda r: text.edits(self, r),
@@ -85,9 +94,29 @@ class App:
     # ---- handlers ----
     def on_models(self, request: Request) -> Response:
         created = int(time.time())
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "localai"}
-                for name in self.manager.names()]
-        return json_response({"object": "list", "data": data})
+        return json_response({"object": "list", "data": [_model_object(name, created) for name in self.manager.names()]})
+
+    def on_model(self, request: Request) -> Response:
+        """OpenAI's retrieve-model: GET /v1/models/{id}; an unknown id is a 404 model_not_found."""
+        model_id = request.environ["localai.route_values"]["model_id"]
+        if model_id not in self.manager.names():
+            raise ModelNotFound(model_id)
+        return json_response(_model_object(model_id, int(time.time())))
+
+    def on_tokenize(self, request: Request) -> Response:
+        """LocalAI's POST /v1/tokenize: {"model", "content"} -> {"tokens": [ids]} with the model's tokenizer."""
+        body = read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("content"), str):
+            raise bad_request("'content' must be a string.", param="content")
+        config = self.manager.resolve(body.get("model"), self.model_from_bearer(request))
+        request.environ["localai.model"] = config.name
+        tokenize = getattr(self.manager.engine(config), "tokenize", None)
+        if tokenize is None:
+            raise bad_request(f"The model `{config.name}` (backend {config.backend}) has no tokenizer.",
+                              param="model")
+        tokens = tokenize(body["content"])
+        request.environ["localai.tokens"] = len(tokens)
+        return json_response({"tokens": tokens})
 
     def on_monitor(self, request: Request) -> Response:
         """LocalAI's backend monitor: whether a model is loaded and what its scheduler is doing."""

@@ -55,8 +55,8 @@ def client(live):
     return OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
 
 
-def post(live: LiveServer, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{live.url}/v1/embeddings", data=json.dumps(body).encode(),
+def post(live: LiveServer, body: dict, path: str = "/v1/embeddings") -> tuple[int, dict]:
+    request = urllib.request.Request(f"{live.url}{path}", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
@@ -198,3 +198,11 @@ def test_server_still_serves_after_errors(live):
     status, body = post(live, {"model": EMBED_MODEL, "input": ["still", "working"]})
     assert status == 200 and len(body["data"]) == 2
     assert any("POST /v1/embeddings 200 model=text-embedding-ada-002" in line for line in live.log)
+
+
+def test_tokenize_with_the_embedding_models_wordpiece(live):
+    status, body = post(live, {"model": EMBED_MODEL, "content": "Hello world"}, "/v1/tokenize")
+    assert status == 200
+    assert body["tokens"] == [101, 7592, 2088, 102]  # [CLS] hello world [SEP] in BERT's uncased vocabulary
+    status, body = post(live, {"model": EMBED_MODEL, "input": "Hello world"}, "/v1/embeddings")
+    assert body["usage"]["prompt_tokens"] == 4

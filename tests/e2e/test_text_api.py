@@ -262,6 +262,26 @@ def test_models_list_skips_broken_yaml(client):
     assert "broken" not in ids
 
 
+def test_retrieve_model(client):
+    model = client.models.retrieve(MODEL)
+    assert model.id == MODEL and model.object == "model" and model.owned_by == "localai"
+    with pytest.raises(openai.NotFoundError) as info:
+        client.models.retrieve("gpt-17")
+    assert info.value.body["code"] == "model_not_found"
+
+
+def test_tokenize_uses_the_models_tokenizer(server, client):
+    status, _, raw = post(server, "/v1/tokenize", {"model": MODEL, "content": "The capital of France is"})
+    assert status == 200, raw
+    tokens = json.loads(raw)["tokens"]
+    assert tokens and all(isinstance(t, int) for t in tokens)
+    # the same ids as a completion counts for that prompt
+    result = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=1)
+    assert result.usage.prompt_tokens == len(tokens)
+    status, _, raw = post(server, "/v1/tokenize", {"model": MODEL, "content": 42})
+    assert status == 400 and json.loads(raw)["error"]["param"] == "content"
+
+
 def test_model_from_bearer_token_and_default(server):
     body = {"messages": QUESTION, "max_tokens": 2}
     status, _, raw = post(server, "/v1/chat/completions", body, {"Authorization": f"Bearer {MODEL}"})
