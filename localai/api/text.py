@@ -409,6 +409,12 @@ def _mean_logprob(events: list[Delta]) -> float:
     return sum(values) / len(values) if values else float("-inf")
 
 
+def fim_prompt(prefix: list[int], suffix: list[int], fim: tuple[int, int, int]) -> list[int]:
+    """A fill-in-the-middle prompt in prefix-suffix-middle order: the model then writes the middle."""
+    pre, suf, mid = fim
+    return [pre, *prefix, suf, *suffix, mid]
+
+
 def _batched_prompts(prompt: str | list) -> list[str | list[int]]:
     """OpenAI's prompt forms (a string, strings, token ids, lists of token ids) as a list of prompts."""
     if isinstance(prompt, str):
@@ -431,6 +437,14 @@ def completions(app: "App", request: Request) -> Response:
         raise bad_request("best_of cannot be used with stream: the best completions are only known at the end.",
                           param="best_of")
     config, engine = _text_engine(app, request, body)
+    suffix = body.get("suffix")
+    if suffix:
+        if min(engine.model.fim) < 0:
+            raise bad_request(f"The model `{config.name}` does not support suffix: it has no fill-in-the-middle "
+                              "tokens.", param="suffix")
+        suffix_tokens = engine.tokenize(suffix, add_special=False)
+        prompts = [fim_prompt(engine.tokenize(p, add_special=False) if isinstance(p, str) else p, suffix_tokens,
+                              engine.model.fim) for p in prompts]
     prompts = [render_completion_prompt(p, config.template.completion) if isinstance(p, str) else p for p in prompts]
     logprobs = body.get("logprobs")
     echo = bool(body.get("echo"))

@@ -111,6 +111,9 @@ class Model(_Handle):
         self.n_embd = lib.llama_model_n_embd(ptr)
         self.bos = lib.llama_vocab_bos(self.vocab)
         self.eos = lib.llama_vocab_eos(self.vocab)
+        # fill-in-the-middle tokens (prefix, suffix, middle); -1 where the model has none
+        self.fim = (lib.llama_vocab_fim_pre(self.vocab), lib.llama_vocab_fim_suf(self.vocab),
+                    lib.llama_vocab_fim_mid(self.vocab))
         self.has_encoder = bool(lib.llama_model_has_encoder(ptr))
         self._piece_cache: dict[int, bytes] = {}
 

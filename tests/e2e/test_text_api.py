@@ -244,6 +244,14 @@ def test_echo_with_logprobs_scores_the_prompt(client):
         assert abs(a - b) < 0.02  # one 8-token pass vs token-by-token decoding: float noise only
 
 
+def test_suffix_needs_a_fill_in_the_middle_model(server):
+    status, _, raw = post(server, "/v1/completions", {"model": MODEL, "prompt": "def add(a, b):", "suffix": "\n",
+                                                      "max_tokens": 4})
+    assert status == 400  # SmolLM2's GGUF declares no FIM tokens; silently ignoring suffix would mislead
+    error = json.loads(raw)["error"]
+    assert error["param"] == "suffix" and "fill-in-the-middle" in error["message"]
+
+
 def test_edit(server):
     status, _, raw = post(server, "/v1/edits", {"model": MODEL, "instruction": "Fix the spelling.",
                                                 "input": "The qick brown fox", "temperature": 0, "max_tokens": 24})
