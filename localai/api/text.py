@@ -459,6 +459,7 @@ def completions(app: "App", request: Request) -> Response:
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         echoed: set[int] = set()
+        offsets: dict[int, int] = {}
 
         def make_chunk(index: int, event: Delta | None, finish: str | None) -> list[dict]:
             text = event.text if event is not None else ""
@@ -467,7 +468,9 @@ def completions(app: "App", request: Request) -> Response:
                 echoed.add(index)
             choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
             if event is not None and event.logprobs:
-                choice["logprobs"] = _completion_logprobs([event], 0)
+                start = offsets.get(index, 0)  # text_offset counts from the choice's first character
+                choice["logprobs"] = _completion_logprobs([event], start)
+                offsets[index] = start + sum(len(lp.token) for lp in event.logprobs)
             chunk = {"id": completion_id, "object": "text_completion", "created": created, "model": config.name,
                      "system_fingerprint": None, "choices": [choice]}
             if include_usage:

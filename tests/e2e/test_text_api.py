@@ -233,6 +233,10 @@ def test_echo_with_logprobs_scores_the_prompt(client):
     assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None  # nothing predicts the first token
     assert all(v <= 0 for v in lp.token_logprobs[1:])
     assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    streamed = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=1, max_tokens=3,
+                                         temperature=0, stream=True)
+    offsets = [o for chunk in streamed for c in chunk.choices if c.logprobs for o in c.logprobs.text_offset]
+    assert offsets == lp.text_offset  # offsets run on across chunks, as in the plain answer
     # scoring the whole text as a prompt gives the same tokens and, for the generated ones, the same logprobs
     scored = client.completions.create(model=MODEL, prompt=generated.choices[0].text, echo=True, logprobs=0,
                                        max_tokens=0)
