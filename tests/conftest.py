@@ -35,6 +35,16 @@ def smollm_path() -> Path:
     return fetch_file("smollm2")
 
 
+@pytest.fixture(scope="module")
+def smollm_engine(smollm_path):
+    """The llama backend's engine on SmolLM2 (2 slots, 2048 tokens each), one per test module."""
+    from localai.backends.llama import LlamaEngine
+
+    engine = LlamaEngine(str(smollm_path), context_size=2048, parallel=2, threads=2)
+    yield engine
+    engine.close()
+
+
 class LiveServer:
     """`localai run` in a subprocess on 127.0.0.1 with an ephemeral port; stopped by the fixture."""
 

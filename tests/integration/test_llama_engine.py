@@ -7,13 +7,9 @@ import pytest
 from localai.bindings.llama import SamplingParams
 
 
-@pytest.fixture(scope="module")
-def engine(smollm_path):
-    from localai.backends.llama import LlamaEngine
-
-    engine = LlamaEngine(str(smollm_path), context_size=1024, parallel=2, threads=2)
-    yield engine
-    engine.close()
+@pytest.fixture
+def engine(smollm_engine):
+    return smollm_engine
 
 
 def test_a_finished_request_has_already_released_its_slot(engine):
