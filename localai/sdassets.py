@@ -25,6 +25,7 @@ networks in numpy and compare.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import os
 import struct
@@ -203,6 +204,29 @@ def _clip(rng: np.random.Generator) -> tuple[str, bytes, dict]:
     return p.text(), b.data(), w
 
 
+def _conv(p: ParamWriter, b: BinWriter | None, w: dict, name: str, src: str, dst: str, cin: int, cout: int,
+          k: int, *, stride: int | None = None, pad: int | None = None, scale: float | None = None) -> None:
+    """A Convolution layer and, when weights are drawn, its fp16 kernel and fp32 bias. The stride
+    field is written only when given (the decoder's real param omits it)."""
+    fields = {"_0": cout, "_1": k}
+    if stride is not None:
+        fields["_3"] = stride
+    fields.update(_4=k // 2 if pad is None else pad, _5=1, _6=cout * cin * k * k)
+    p.layer("Convolution", name, [src], [dst], **fields)
+    if b:
+        w[name + ".weight"] = b.fp16((cout, cin, k, k), scale if scale is not None else (cin * k * k) ** -0.5)
+        w[name + ".bias"] = b.fp32((cout,), 0.05)
+
+
+def _group_norm(p: ParamWriter, b: BinWriter | None, w: dict, name: str, src: str, dst: str, groups: int,
+                channels: int, eps: float) -> None:
+    """A GroupNorm layer with affine gamma (around 1) and beta (around 0)."""
+    p.layer("GroupNorm", name, [src], [dst], _0=groups, _1=channels, _2=eps, _3=1)
+    if b:
+        w[name + ".gamma"] = b.fp32((channels,), 0.1, 1.0)
+        w[name + ".beta"] = b.fp32((channels,), 0.1)
+
+
 def _unet(rng: np.random.Generator | None, lw: int, lh: int, hints: bool,
           weights: dict | None = None) -> tuple[str, bytes]:
     """The UNet graph for a lw x lh latent; with rng, also its weights (size independent)."""
@@ -210,11 +234,7 @@ def _unet(rng: np.random.Generator | None, lw: int, lh: int, hints: bool,
     b = BinWriter(rng) if rng is not None else None
     w = weights if weights is not None else {}
 
-    def conv(name, src, dst, cin, cout, k, stride=1, scale=None):
-        p.layer("Convolution", name, [src], [dst], _0=cout, _1=k, _3=stride, _4=k // 2, _5=1, _6=cout * cin * k * k)
-        if b:
-            w[name + ".weight"] = b.fp16((cout, cin, k, k), scale if scale is not None else (cin * k * k) ** -0.5)
-            w[name + ".bias"] = b.fp32((cout,), 0.05)
+    conv = functools.partial(_conv, p, b, w, stride=1)
 
     extra = {"_n23330": _hint(lw, lh, 4)} if hints else {}
     p.layer("Input", "in0", [], ["in0"], _0=lw, _1=lh, _2=4, **extra)
@@ -270,10 +290,7 @@ def _unet(rng: np.random.Generator | None, lw: int, lh: int, hints: bool,
         p.layer("BinaryOp", f"add_{k}", [f"res_{k}", f"img_{k}"], [f"h_{k + 1}"], _0=0)
         h = f"h_{k + 1}"
 
-    p.layer("GroupNorm", "norm_out", [h], ["norm_out"], _0=2, _1=UNET_CH, _2=1e-5, _3=1)
-    if b:
-        w["norm_out.gamma"] = b.fp32((UNET_CH,), 0.1, 1.0)
-        w["norm_out.beta"] = b.fp32((UNET_CH,), 0.1)
+    _group_norm(p, b, w, "norm_out", h, "norm_out", 2, UNET_CH, 1e-5)
     p.layer("Swish", "act_out", ["norm_out"], ["act_out"])
     conv("conv_out", "act_out", "eps", UNET_CH, 4, 3, scale=0.5 * (UNET_CH * 9) ** -0.5)
     p.layer("BinaryOp", "mul_c_out", ["eps", "c_out"], ["eps_scaled"], _0=2)
@@ -288,20 +305,13 @@ def _decoder(rng: np.random.Generator | None, lw: int, lh: int, hints: bool,
     w = weights if weights is not None else {}
     C = DECODER_CH
 
-    def conv(name, src, dst, cin, cout, k, scale=None):
-        p.layer("Convolution", name, [src], [dst], _0=cout, _1=k, _4=k // 2, _5=1, _6=cout * cin * k * k)
-        if b:
-            w[name + ".weight"] = b.fp16((cout, cin, k, k), scale if scale is not None else (cin * k * k) ** -0.5)
-            w[name + ".bias"] = b.fp32((cout,), 0.05)
+    conv = functools.partial(_conv, p, b, w)
 
     extra = {"_n23330": _hint(lw, lh, 4)} if hints else {}
     p.layer("Input", "input.1", [], ["input.1"], _0=lw, _1=lh, _2=4, **extra)
     conv("conv_in", "input.1", "d0", 4, C, 3, scale=0.5 * (4 * 9) ** -0.5)
     p.layer("Split", "split_0", ["d0"], ["d0_res", "d0_att"])
-    p.layer("GroupNorm", "attn_norm", ["d0_att"], ["g0"], _0=4, _1=C, _2=1e-6, _3=1)
-    if b:
-        w["attn_norm.gamma"] = b.fp32((C,), 0.1, 1.0)
-        w["attn_norm.beta"] = b.fp32((C,), 0.1)
+    _group_norm(p, b, w, "attn_norm", "d0_att", "g0", 4, C, 1e-6)
     p.layer("Split", "split_qkv", ["g0"], ["g0_q", "g0_k", "g0_v"])
     conv("q", "g0_q", "q", C, C, 1)
     conv("k", "g0_k", "k", C, C, 1)
@@ -325,10 +335,7 @@ def _decoder(rng: np.random.Generator | None, lw: int, lh: int, hints: bool,
         conv(f"up_conv_{i}", f"up_{i}", f"up_conv_{i}", C, C, 3)
         p.layer("Swish", f"up_act_{i}", [f"up_conv_{i}"], [f"up_act_{i}"])
         h = f"up_act_{i}"
-    p.layer("GroupNorm", "norm_out", [h], ["norm_out"], _0=4, _1=C, _2=1e-6, _3=1)
-    if b:
-        w["norm_out.gamma"] = b.fp32((C,), 0.1, 1.0)
-        w["norm_out.beta"] = b.fp32((C,), 0.1)
+    _group_norm(p, b, w, "norm_out", h, "norm_out", 4, C, 1e-6)
     p.layer("Swish", "act_out", ["norm_out"], ["act_out"])
     conv("conv_out", "act_out", "815", C, 3, 3, scale=0.6 * (C * 9) ** -0.5)
     return p.text(), (b.data() if b else b"")
@@ -342,12 +349,7 @@ def _encoder(rng: np.random.Generator | None, width: int, height: int,
     w = weights if weights is not None else {}
     lw, lh, C = width // 8, height // 8, UNET_CH
 
-    def conv(name, src, dst, cin, cout, k, stride=1, pad=None):
-        pad = k // 2 if pad is None else pad
-        p.layer("Convolution", name, [src], [dst], _0=cout, _1=k, _3=stride, _4=pad, _5=1, _6=cout * cin * k * k)
-        if b:
-            w[name + ".weight"] = b.fp16((cout, cin, k, k), (cin * k * k) ** -0.5)
-            w[name + ".bias"] = b.fp32((cout,), 0.05)
+    conv = functools.partial(_conv, p, b, w, stride=1)
 
     p.layer("Input", "in0", [], ["in0"])
     h, cin = "in0", 3
@@ -355,10 +357,7 @@ def _encoder(rng: np.random.Generator | None, width: int, height: int,
         p.layer("Padding", f"pad_{i}", [h], [f"pad_{i}"], _0=0, _1=1, _2=0, _3=1)
         conv(f"down_{i}", f"pad_{i}", f"down_{i}", cin, C, 3, stride=2, pad=0)
         h, cin = f"down_{i}", C
-    p.layer("GroupNorm", "attn_norm", [h], ["g0"], _0=2, _1=C, _2=1e-6, _3=1)
-    if b:
-        w["attn_norm.gamma"] = b.fp32((C,), 0.1, 1.0)
-        w["attn_norm.beta"] = b.fp32((C,), 0.1)
+    _group_norm(p, b, w, "attn_norm", h, "g0", 2, C, 1e-6)
     p.layer("Reshape", "view", ["g0"], ["flat"], _0=lw * lh, _1=C)
     p.layer("Permute", "transpose_in", ["flat"], ["tokens"], _0=1)
     p.layer("MultiHeadAttention", "attention", ["tokens"], ["attended"], _0=C, _1=1, _2=C * C, _3=C, _4=C)
