@@ -33,31 +33,36 @@ namespace {
 thread_local std::string g_last_error;
 }
 
-std::string format(const char *fmt, ...) {
+namespace {
+std::string vformat(const char *fmt, va_list args) {
     char buf[1024];
+    std::vsnprintf(buf, sizeof buf, fmt, args);
+    return buf;
+}
+}  // namespace
+
+std::string format(const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
-    std::vsnprintf(buf, sizeof buf, fmt, args);
+    std::string text = vformat(fmt, args);
     va_end(args);
-    return buf;
+    return text;
 }
 
 void fail(const char *fmt, ...) {
-    char buf[1024];
     va_list args;
     va_start(args, fmt);
-    std::vsnprintf(buf, sizeof buf, fmt, args);
+    std::string text = vformat(fmt, args);
     va_end(args);
-    throw Error(buf);
+    throw Error(text);
 }
 
 void reject(const char *fmt, ...) {
-    char buf[1024];
     va_list args;
     va_start(args, fmt);
-    std::vsnprintf(buf, sizeof buf, fmt, args);
+    std::string text = vformat(fmt, args);
     va_end(args);
-    throw InvalidArgument(buf);
+    throw InvalidArgument(text);
 }
 
 void set_last_error(const std::string &message) { g_last_error = message; }
