@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from localai.bindings import load_native
+from localai.bindings import NativeHandle, load_native
 from localai.errors import ContextLengthExceeded, InvalidRequest, ModelLoadError, NativeError
 
 _native = load_native("_bert_cffi")
@@ -66,7 +66,7 @@ def rows_to_json(vectors: np.ndarray) -> list[str]:
     return ffi.unpack(buf, written).decode("ascii").split("\n")
 
 
-class BertModel:
+class BertModel(NativeHandle):
     """A GGUF embedding model and its batched encoder.
 
     ``encode``/``encode_tokens`` may be called from several threads: calls are serialised
@@ -99,31 +99,10 @@ class BertModel:
     def close(self) -> None:
         with self._lock:  # never free under a running encode ...
             with self._readers_done:  # ... or a running tokenize
-                ptr, self._ptr = self._ptr, ffi.NULL
+                ptr, self._ptr = self._ptr, None
                 self._readers_done.wait_for(lambda: self._readers == 0)
-        if ptr != ffi.NULL:
+        if ptr:
             lib.bert_free(ptr)
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr == ffi.NULL
-
-    def _live(self):
-        if self._ptr == ffi.NULL:
-            raise NativeError("BertModel is closed")
-        return self._ptr
-
-    def __enter__(self) -> "BertModel":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # backstop only; owners close explicitly
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # ---- tokens ----
     def tokenize(self, text: str) -> list[int]:

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from localai.bindings import load_native
+from localai.bindings import NativeHandle, load_native
 from localai.errors import InvalidRequest, ModelLoadError, NativeError
 
 _native = load_native("_llama_cffi")
@@ -51,40 +51,7 @@ def _check(ok: bool, message: str, cls: type[NativeError] = NativeError) -> None
         raise cls(message)
 
 
-class _Handle:
-    """Owns one native pointer; ``close()`` frees it once."""
-
-    _ptr = ffi.NULL
-    _free = None
-
-    def close(self) -> None:
-        ptr, self._ptr = self._ptr, ffi.NULL
-        if ptr != ffi.NULL and self._free is not None:
-            type(self)._free(ptr)
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr == ffi.NULL
-
-    def _live(self):
-        if self._ptr == ffi.NULL:
-            raise NativeError(f"{type(self).__name__} is closed")
-        return self._ptr
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # backstop only; callers close explicitly
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-class Model(_Handle):
+class Model(NativeHandle):
     """A GGUF model loaded into memory."""
 
     _free = staticmethod(lib.llama_model_free)
@@ -177,7 +144,7 @@ class Model(_Handle):
         return ffi.string(lib.llama_vocab_get_text(self.vocab, token)).decode(errors="replace")
 
 
-class Batch(_Handle):
+class Batch(NativeHandle):
     """A reusable llama_batch for up to ``capacity`` tokens across sequences."""
 
     _free = None
@@ -190,9 +157,9 @@ class Batch(_Handle):
         self._one = ffi.new("llama_token[1]")  # reused for the common one-token add
 
     def close(self) -> None:
-        if self._ptr != ffi.NULL:
+        if self._ptr:
             lib.llama_batch_free(self._struct[0])
-            self._ptr = ffi.NULL
+            self._ptr = None
 
     @property
     def n_tokens(self) -> int:
@@ -225,7 +192,7 @@ class DecodeError(NativeError):
         self.status = status
 
 
-class Context(_Handle):
+class Context(NativeHandle):
     """An inference context: KV cache for up to ``n_seq_max`` parallel sequences."""
 
     _free = staticmethod(lib.llama_free)
@@ -334,7 +301,7 @@ class InvalidGrammar(InvalidRequest):
         super().__init__(message, param="grammar")
 
 
-class Sampler(_Handle):
+class Sampler(NativeHandle):
     """llama.cpp's sampler chain built from ``SamplingParams`` (runs in C, per sequence)."""
 
     _free = staticmethod(lib.llama_sampler_free)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from localai.bindings import load_native
+from localai.bindings import NativeHandle, load_native
 from localai.errors import InvalidRequest, ModelLoadError, NativeError
 
 _native = load_native("_sd_cffi")
@@ -96,36 +96,26 @@ def euler_ancestral_step(x: np.ndarray, cond: np.ndarray, uncond: np.ndarray, gu
 
 # ---- tokenizer ------------------------------------------------------------------------------
 
-class Tokenizer:
+class Tokenizer(NativeHandle):
     """The pipeline's CLIP tokenizer over a vocab.txt, with its A1111 prompt-attention parser."""
+
+    _free = staticmethod(lib.sd_tokenizer_close)
 
     def __init__(self, vocab_path: Path | str):
         handle = lib.sd_tokenizer_open(str(vocab_path).encode())
         if handle == ffi.NULL:
             raise ModelLoadError(_error(f"cannot load the tokenizer {vocab_path}"))
-        self._handle = handle
+        self._ptr = handle
 
     def tokenize(self, text: str) -> tuple[list[int], list[float]]:
         """Ids and weights in 77-token chunks ([BOS, 75, EOS] each)."""
-        if self._handle is None:
-            raise NativeError("the tokenizer is closed")
+        handle = self._live()
         raw = text.encode("utf-8")
-        count = _check(lib.sd_tokenize(self._handle, raw, ffi.NULL, ffi.NULL, 0), "sd_tokenize")
+        count = _check(lib.sd_tokenize(handle, raw, ffi.NULL, ffi.NULL, 0), "sd_tokenize")
         ids = np.empty(count, dtype=np.int32)
         weights = np.empty(count, dtype=np.float32)
-        _check(lib.sd_tokenize(self._handle, raw, _ptr(ids, "int32_t *"), _ptr(weights), count), "sd_tokenize")
+        _check(lib.sd_tokenize(handle, raw, _ptr(ids, "int32_t *"), _ptr(weights), count), "sd_tokenize")
         return ids.tolist(), weights.tolist()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            lib.sd_tokenizer_close(self._handle)
-            self._handle = None
-
-    def __enter__(self) -> "Tokenizer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # ---- pipeline -------------------------------------------------------------------------------
@@ -139,22 +129,19 @@ class Timings:
     unet_runs: int
 
 
-class Pipeline:
+class Pipeline(NativeHandle):
     """An opened asset folder; nets load on first use (UNet and decoder per size and mode)."""
+
+    _free = staticmethod(lib.sd_pipeline_close)
 
     def __init__(self, asset_dir: Path | str, cache_dir: Path | str, threads: int = 0):
         handle = lib.sd_pipeline_open(str(asset_dir).encode(), str(cache_dir).encode(), int(threads))
         if handle == ffi.NULL:
             raise ModelLoadError(_error(f"cannot open the Stable Diffusion assets in {asset_dir}"))
-        self._handle = handle
+        self._ptr = handle
         # Held around every native call and close(): the C side serialises calls too, but must
         # never be freed while one runs.
         self._lock = threading.Lock()
-
-    def _live(self):
-        if self._handle is None:
-            raise NativeError("the pipeline is closed")
-        return self._handle
 
     def generate(self, prompt: str, negative_prompt: str = "", *, width: int = 512, height: int = 512,
                  steps: int = 15, mode: int = 0, seed: int = 0,
@@ -219,12 +206,4 @@ class Pipeline:
     def close(self) -> None:
         """Free the nets (the real UNet holds gigabytes). Idempotent; waits for a running call."""
         with self._lock:
-            if self._handle is not None:
-                lib.sd_pipeline_close(self._handle)
-                self._handle = None
-
-    def __enter__(self) -> "Pipeline":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+            super().close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from localai.bindings import load_native
+from localai.bindings import NativeHandle, load_native
 from localai.errors import ModelLoadError, NativeError
 
 _native = load_native("_whisper_cffi")
@@ -132,8 +132,10 @@ class Transcript:
         return [w for s in self.segments for w in s.words]
 
 
-class WhisperModel:
+class WhisperModel(NativeHandle):
     """A loaded whisper.cpp model (weights + vocabulary), shared by any number of states."""
+
+    _free = staticmethod(lib.whisper_free)
 
     def __init__(self, path: str | os.PathLike, *, use_gpu: bool = False, flash_attn: bool = True) -> None:
         _quiet_logs()
@@ -157,32 +159,9 @@ class WhisperModel:
         self._default_lock = threading.Lock()
 
     def close(self) -> None:
-        for state in list(self._states):
+        for state in list(getattr(self, "_states", ())):  # the states first: they use the model
             state.close()
-        ptr, self._ptr = self._ptr, ffi.NULL
-        if ptr != ffi.NULL:
-            lib.whisper_free(ptr)
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr == ffi.NULL
-
-    def __enter__(self) -> "WhisperModel":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def _live(self):
-        if self._ptr == ffi.NULL:
-            raise NativeError("WhisperModel is closed")
-        return self._ptr
+        super().close()
 
     def new_state(self) -> "WhisperState":
         """A fresh decoding state (KV caches and compute buffers) over this model."""
@@ -218,8 +197,10 @@ class WhisperModel:
                 temperature=temperature, word_timestamps=word_timestamps, beam_size=beam_size)
 
 
-class WhisperState:
+class WhisperState(NativeHandle):
     """One decoding state of a model: run one transcription at a time on it."""
+
+    _free = staticmethod(lib.whisper_free_state)
 
     def __init__(self, model: WhisperModel) -> None:
         ptr = lib.whisper_init_state(model._live())
@@ -230,26 +211,10 @@ class WhisperState:
         model._states.append(self)
 
     def close(self) -> None:
-        ptr, self._ptr = self._ptr, ffi.NULL
-        if ptr != ffi.NULL:
-            lib.whisper_free_state(ptr)
+        if not self.closed:
+            super().close()
             if self in self.model._states:
                 self.model._states.remove(self)
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr == ffi.NULL
-
-    def __enter__(self) -> "WhisperState":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _live(self):
-        if self._ptr == ffi.NULL:
-            raise NativeError("WhisperState is closed")
-        return self._ptr
 
     def transcribe(self, audio: np.ndarray, *, n_threads: int = 0, language: str | None = None,
                    translate: bool = False, prompt: str | None = None, temperature: float = 0.0,
