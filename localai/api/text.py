@@ -118,6 +118,17 @@ class Job:
                 open_choices -= 1
             yield index, event
 
+    def collect(self) -> tuple[list[list[Delta]], dict[int, Finished]]:
+        """Run to the end (for non-streaming answers): each choice's deltas, and its Finished."""
+        deltas: list[list[Delta]] = [[] for _ in self.requests]
+        finished: dict[int, Finished] = {}
+        for index, event in self:
+            if isinstance(event, Delta):
+                deltas[index].append(event)
+            else:
+                finished[index] = event
+        return deltas, finished
+
 
 class _Tagged:
     def __init__(self, target: queue.SimpleQueue, index: int):
@@ -356,19 +367,10 @@ def chat(app: "App", request: Request) -> Response:
 
         return _stream_response(job, request, _stream_events(job, request, make_chunk, final_chunks))
 
-    texts: dict[int, list[str]] = {i: [] for i in range(len(job.requests))}
-    lps: dict[int, list[dict]] = {i: [] for i in range(len(job.requests))}
-    finished: dict[int, Finished] = {}
-    for index, event in job:
-        if isinstance(event, Delta):
-            texts[index].append(event.text)
-            if event.logprobs:
-                lps[index].extend(_logprobs_content(event))
-        else:
-            finished[index] = event
+    deltas, finished = job.collect()
     choices = []
     for i in range(len(job.requests)):
-        text = _postprocess("".join(texts[i]), config)
+        text = _postprocess("".join(e.text for e in deltas[i]), config)
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         reason = finished[i].reason
         calls = tools.parse_tool_calls(text, plan) if plan.active else None
@@ -379,7 +381,8 @@ def chat(app: "App", request: Request) -> Response:
             message.update(content=None, tool_calls=calls)
             reason = "tool_calls"
         choices.append({"index": i, "message": message,
-                        "logprobs": {"content": lps[i]} if logprobs is not None else None,
+                        "logprobs": ({"content": [c for e in deltas[i] for c in _logprobs_content(e)]}
+                                     if logprobs is not None else None),
                         "finish_reason": reason})
     usage = _usage(job, finished)
     request.environ["localai.tokens"] = usage["completion_tokens"]
@@ -485,13 +488,7 @@ def completions(app: "App", request: Request) -> Response:
 
         return _stream_response(job, request, _stream_events(job, request, make_chunk, final_chunks))
 
-    events: dict[int, list[Delta]] = {i: [] for i in range(len(job.requests))}
-    finished: dict[int, Finished] = {}
-    for index, event in job:
-        if isinstance(event, Delta):
-            events[index].append(event)
-        else:
-            finished[index] = event
+    events, finished = job.collect()
     choices = []
     for p in range(len(prompts)):
         candidates = range(p * best_of, (p + 1) * best_of)
@@ -519,17 +516,12 @@ def edits(app: "App", request: Request) -> Response:
     config, engine = _text_engine(app, request, body)
     prompt = render_edit_prompt(body["instruction"], body.get("input") or "", config.template.edit)
     job = _make_job(config, engine, body, [prompt], logprobs=None)
-    texts: dict[int, list[str]] = {i: [] for i in range(len(job.requests))}
-    finished: dict[int, Finished] = {}
-    for index, event in job:
-        if isinstance(event, Delta):
-            texts[index].append(event.text)
-        else:
-            finished[index] = event
+    deltas, finished = job.collect()
     usage = _usage(job, finished)
     request.environ["localai.tokens"] = usage["completion_tokens"]
     return json_response({
         "object": "edit", "created": int(time.time()), "model": config.name,
-        "choices": [{"index": i, "text": _postprocess("".join(texts[i]), config)} for i in range(len(texts))],
+        "choices": [{"index": i, "text": _postprocess("".join(e.text for e in choice), config)}
+                    for i, choice in enumerate(deltas)],
         "usage": usage,
     })
