@@ -229,23 +229,29 @@ def _stream_response(job: Job, request: Request, chunks: Iterator[bytes]) -> Res
     return Response(body(), status=200, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True)
 
 
-def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iterator[bytes]:
-    """Run the job, turning Delta events into chunks; ends with usage (if asked) and [DONE].
+def _stream_events(job: Job, request: Request, body: dict, envelope: dict, make_choices) -> Iterator[bytes]:
+    """Run the job, turning its events into chunks (``envelope`` + the choices ``make_choices``
+    gives for each event); ends with a usage chunk (if asked) and [DONE].
 
     A failure before the first chunk propagates (the caller answers with a JSON error); a
     failure later becomes an error event, since the 200 headers are already out.
     """
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     finished: dict[int, Finished] = {}
     started = False
     pending: list[bytes] = []
     try:
         for index, event in job:
             if isinstance(event, Delta):
-                chunks = make_chunk(index, event, None)
+                choices = make_choices(index, event, None)
             elif isinstance(event, Finished):
                 finished[index] = event
-                chunks = make_chunk(index, None, event.reason)
-            pending.extend(_sse(chunk) for chunk in chunks)
+                choices = make_choices(index, None, event.reason)
+            for choice in choices:
+                chunk = {**envelope, "choices": [choice]}
+                if include_usage:
+                    chunk["usage"] = None  # as OpenAI: null on every chunk but the last
+                pending.append(_sse(chunk))
             # Events that are already queued go out in one write: fewer wake-ups of the
             # server loop when several sequences stream at once.
             if pending and job.events.empty():
@@ -261,7 +267,9 @@ def _stream_events(job: Job, request: Request, make_chunk, final_chunks) -> Iter
         yield _sse(error.body())
         return
     request.environ["localai.tokens"] = sum(f.completion_tokens for f in finished.values())
-    yield b"".join([*pending, *final_chunks(finished), _sse("[DONE]")])
+    if include_usage:
+        pending.append(_sse({**envelope, "choices": [], "usage": _usage(job, finished)}))
+    yield b"".join([*pending, _sse("[DONE]")])
 
 
 # ---- /v1/chat/completions -------------------------------------------------------------------------
@@ -301,25 +309,18 @@ def chat(app: "App", request: Request) -> Response:
     created = int(time.time())
 
     if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         sent_role: set[int] = set()
         pending: dict[int, list[str]] = {}
         plain_text: set[int] = set()
 
-        def make_chunk(index: int, event: Delta | None, finish: str | None) -> list[dict]:
-            def chunk(delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> dict:
-                out = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                       "model": config.name, "system_fingerprint": None,
-                       "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
-                                    "finish_reason": finish_reason}]}
-                if include_usage:
-                    out["usage"] = None
-                return out
+        def make_choices(index: int, event: Delta | None, finish: str | None) -> list[dict]:
+            def choice(delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> dict:
+                return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
 
-            chunks = []
+            choices = []
             if index not in sent_role:  # as OpenAI: a role-only first delta per choice
                 sent_role.add(index)
-                chunks.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+                choices.append(choice({"role": "assistant", "content": "", "refusal": None}))
             if plan.active:
                 # A tool call is only known once its JSON is complete: hold back text that
                 # may be one, then send the calls as OpenAI does (id and name, then arguments).
@@ -328,7 +329,7 @@ def chat(app: "App", request: Request) -> Response:
                     held.append(event.text)
                     start = "".join(held).lstrip()[:1]
                     if start in ("{", "[", ""):
-                        return chunks
+                        return choices
                     plain_text.add(index)  # ordinary text: release what was held, stream the rest
                     event = Delta("".join(held), event.n_tokens, event.logprobs)
                     held.clear()
@@ -336,36 +337,32 @@ def chat(app: "App", request: Request) -> Response:
                     text = "".join(held)
                     calls = tools.parse_tool_calls(text, plan)
                     if calls is None:
-                        chunks.append(chunk({"content": text}))
+                        choices.append(choice({"content": text}))
                     else:
                         for i, call in enumerate(calls):
                             fn = call["function"]
                             if plan.legacy:
-                                chunks.append(chunk({"function_call": {"name": fn["name"], "arguments": ""}}))
-                                chunks.append(chunk({"function_call": {"arguments": fn["arguments"]}}))
+                                choices.append(choice({"function_call": {"name": fn["name"], "arguments": ""}}))
+                                choices.append(choice({"function_call": {"arguments": fn["arguments"]}}))
                                 continue
-                            chunks.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                            choices.append(choice({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
                                                                  "function": {"name": fn["name"], "arguments": ""}}]}))
-                            chunks.append(chunk({"tool_calls": [{"index": i,
+                            choices.append(choice({"tool_calls": [{"index": i,
                                                                  "function": {"arguments": fn["arguments"]}}]}))
                         finish = "function_call" if plan.legacy else "tool_calls"
-                    chunks.append(chunk({}, finish))
-                    return chunks
+                    choices.append(choice({}, finish))
+                    return choices
             if event is not None:
                 logprobs = {"content": _logprobs_content(event)} if event.logprobs else None
                 if event.text or logprobs:
-                    chunks.append(chunk({"content": event.text}, logprobs=logprobs))
+                    choices.append(choice({"content": event.text}, logprobs=logprobs))
             else:
-                chunks.append(chunk({}, finish))
-            return chunks
+                choices.append(choice({}, finish))
+            return choices
 
-        def final_chunks(finished: dict[int, Finished]) -> Iterator[bytes]:
-            if include_usage:
-                yield _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                            "model": config.name, "system_fingerprint": None, "choices": [],
-                            "usage": _usage(job, finished)})
-
-        return _stream_response(job, request, _stream_events(job, request, make_chunk, final_chunks))
+        envelope = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                    "model": config.name, "system_fingerprint": None}
+        return _stream_response(job, request, _stream_events(job, request, body, envelope, make_choices))
 
     deltas, finished = job.collect()
     choices = []
@@ -460,11 +457,10 @@ def completions(app: "App", request: Request) -> Response:
     created = int(time.time())
 
     if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         echoed: set[int] = set()
         offsets: dict[int, int] = {}
 
-        def make_chunk(index: int, event: Delta | None, finish: str | None) -> list[dict]:
+        def make_choices(index: int, event: Delta | None, finish: str | None) -> list[dict]:
             text = event.text if event is not None else ""
             if echo and index not in echoed:
                 text = echo_texts[index // job.n] + text
@@ -474,19 +470,11 @@ def completions(app: "App", request: Request) -> Response:
                 start = offsets.get(index, 0)  # text_offset counts from the choice's first character
                 choice["logprobs"] = _completion_logprobs([event], start)
                 offsets[index] = start + sum(len(lp.token) for lp in event.logprobs)
-            chunk = {"id": completion_id, "object": "text_completion", "created": created, "model": config.name,
-                     "system_fingerprint": None, "choices": [choice]}
-            if include_usage:
-                chunk["usage"] = None
-            return [chunk]
+            return [choice]
 
-        def final_chunks(finished: dict[int, Finished]) -> Iterator[bytes]:
-            if include_usage:
-                yield _sse({"id": completion_id, "object": "text_completion", "created": created,
-                            "model": config.name, "system_fingerprint": None, "choices": [],
-                            "usage": _usage(job, finished)})
-
-        return _stream_response(job, request, _stream_events(job, request, make_chunk, final_chunks))
+        envelope = {"id": completion_id, "object": "text_completion", "created": created, "model": config.name,
+                    "system_fingerprint": None}
+        return _stream_response(job, request, _stream_events(job, request, body, envelope, make_choices))
 
     events, finished = job.collect()
     choices = []
