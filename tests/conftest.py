@@ -6,11 +6,13 @@ import http.client
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -98,6 +100,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def paired_rounds(benchmark, measures: dict[str, Callable[[], float]], rounds: int,
+                  warmups: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
+    """Benchmark rounds in which every contender is measured once, each right after an unmeasured
+    call to the same contender (its own measure, or its entry in ``warmups``), the order reversed
+    each round. On 2 shared cores the machine drifts by ±10% over minutes, and a contender whose
+    turn came right after another's ran ~20% slower on its first call: this way both fall on all
+    contenders alike. Returns each contender's measured values, round by round."""
+    values: dict[str, list[float]] = {name: [] for name in measures}
+    order = list(measures)
+
+    def one_round() -> None:
+        for name in order:
+            (warmups or measures)[name]()
+            values[name].append(measures[name]())
+        order.reverse()
+
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    return values
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """The median of the per-round ratios ours / theirs."""
+    return statistics.median(a / b for a, b in zip(ours, theirs))
 
 
 class UpstreamLlamaServer:

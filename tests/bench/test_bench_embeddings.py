@@ -18,6 +18,7 @@ the ratios and writes .benchmarks/embeddings-ratios.json.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import os
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, LiveServer, UpstreamLlamaServer
+from tests.conftest import ROOT, LiveServer, UpstreamLlamaServer, paired_ratio, paired_rounds
 
 pytestmark = pytest.mark.bench
 
@@ -200,9 +201,8 @@ def st_encoders() -> dict:
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_bench(benchmark, server_ports, st_encoders, reference_vectors, shape):
-    """Every contender in every round, each call preceded by an unmeasured one to the same
-    contender, the order reversed each round: drift of the shared machine and the cost of
-    coming right after another process's burst then fall on all alike (see test_bench_llama)."""
+    """Every contender in every round (tests.conftest.paired_rounds), each measured call preceded by
+    the same call unmeasured."""
     texts = sentences()
     runners = {name: (lambda port=port: SHAPES[shape](port, texts)) for name, port in server_ports.items()}
     if shape == "1x256":  # sentence-transformers encodes one list; it has no request shapes
@@ -211,24 +211,19 @@ def test_bench(benchmark, server_ports, st_encoders, reference_vectors, shape):
         vectors = run()
         vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)  # llama-server normalises too
         assert ((vectors * reference_vectors[:len(vectors)]).sum(axis=1) >= 0.999).all(), name
-    seconds: dict[str, list[float]] = {name: [] for name in runners}
-    order = list(runners)
-
-    def one_round() -> None:
-        for name in order:
-            runners[name]()
-            started = time.perf_counter()
-            runners[name]()
-            seconds[name].append(time.perf_counter() - started)
-        order.reverse()
+    def timed(run) -> float:
+        started = time.perf_counter()
+        run()
+        return time.perf_counter() - started
 
     benchmark.group = f"embeddings {shape} (one round = every contender)"
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+    seconds = paired_rounds(benchmark, {name: functools.partial(timed, run) for name, run in runners.items()}, ROUNDS,
+                            warmups=runners)
     ours = seconds["localai"]
     for name, times in seconds.items():
         RESULTS[(name, shape)] = {
             "per_second": N_SENTENCES / statistics.median(times),
-            "ratio": statistics.median(theirs / mine for mine, theirs in zip(ours, times)),  # localai / name
+            "ratio": paired_ratio(times, ours),  # localai / name in rate: their seconds / ours
         }
     benchmark.extra_info.update({f"{n} per_second": r["per_second"] for (n, s), r in RESULTS.items() if s == shape})
 

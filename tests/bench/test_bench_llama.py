@@ -14,6 +14,7 @@ ratios (localai / llama-server) and writes them to .benchmarks/llama-ratios.json
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -25,14 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer, UpstreamLlamaServer
+from tests.conftest import ROOT, LiveServer, UpstreamLlamaServer, paired_ratio, paired_rounds
 
 pytestmark = pytest.mark.bench
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 PARALLEL = 4
-# a short request to the same server right before each measured one: a server whose turn comes after
-# the other's ran ~20% slower on its first request (measured: ratios alternated 0.8 / 1.2 with order)
+# the warm-up before each measured request (see paired_rounds; 0: none): without it, ratios
+# alternated 0.8 / 1.2 with the order of the round
 WARMUP_TOKENS = int(os.environ.get("BENCH_WARMUP_TOKENS", "16"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 # built by `python3 build.py bench`; LOCALAI_LLAMA_SERVER points at another build of the same source
@@ -112,26 +113,20 @@ SCENARIOS = {"single_128": single_128, "streams4_128": streams4_128, "ttft_512":
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_bench(benchmark, servers, scenario):
-    """Both servers in every round, taking turns at going first, so a machine that speeds up or
-    slows down during the run (2 shared cores drift by ±10% over minutes) moves both alike."""
+    """Both servers in every round, in paired rounds (see tests.conftest.paired_rounds); the warm-up
+    before each measured call is a short 16-token request."""
     measure = SCENARIOS[scenario]
     for port in servers.values():
         measure(port)  # warm-up (model load, caches)
-    values: dict[str, list[float]] = {name: [] for name in servers}
-    order = list(servers)
-
-    def one_round() -> None:
-        for name in order:
-            stream_completion(servers[name], PROMPT, WARMUP_TOKENS)
-            values[name].append(measure(servers[name]))
-        order.reverse()
-
     benchmark.group = f"llama {scenario} (one round = both servers)"
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+    values = paired_rounds(
+        benchmark, {name: functools.partial(measure, port) for name, port in servers.items()}, ROUNDS,
+        warmups={name: functools.partial(stream_completion, port, PROMPT, WARMUP_TOKENS) if WARMUP_TOKENS
+                 else (lambda: None) for name, port in servers.items()})
     ours, theirs = values["localai"], values["llama-server"]
     RESULTS[scenario] = {
         "localai": statistics.median(ours), "llama-server": statistics.median(theirs),
-        "ratio": statistics.median(a / b for a, b in zip(ours, theirs)),  # median of paired ratios
+        "ratio": paired_ratio(ours, theirs),
         "unit": "s" if scenario.startswith("ttft") else "t/s",
         "rounds": {"localai": ours, "llama-server": theirs},
     }
