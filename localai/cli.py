@@ -18,14 +18,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     import waitress.server
 
     from localai.api.app import create_app
+    from localai.bindings import set_native_log_level
 
     settings = settings_mod.from_arguments(args)
     logging.basicConfig(level=logging.DEBUG if settings.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    if settings.debug:
-        import os
-        os.environ.setdefault("LOCALAI_NATIVE_LOG", "info")
+    set_native_log_level(settings.native_log_level)
     if not settings.models_path.is_dir():
         print(f"localai: models path {settings.models_path} does not exist", file=sys.stderr)
         return 2

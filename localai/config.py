@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field, fields
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from dataclasses import dataclass, field, fields, make_dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import jsonschema
 import yaml
 
-from localai.errors import ConfigError
+from localai.errors import ConfigError, ConfigKeyError
+from localai.files import safe_join
+from localai.sampling import KNOBS
 
 __all__ = [
     "Parameters",
@@ -35,23 +37,23 @@ TEMPLATE_SUFFIX = ".tmpl"
 TEMPLATE_KINDS = ("chat", "chat_message", "completion", "edit")
 
 
-@dataclass
-class Parameters:
-    """Sampling defaults of a model (LocalAI's ``parameters:`` block); None = not set in YAML."""
+def _parameters_class() -> type:
+    """LocalAI's ``parameters:`` block: the model file, and defaults for requests that leave a
+    field out (every sampling knob of ``localai.sampling``, plus max_tokens and ignore_eos).
+    None everywhere means "not set in the YAML"."""
+    fields_ = [("model", "str | None", field(default=None)),
+               ("max_tokens", "int | None", field(default=None)),
+               ("ignore_eos", "bool | None", field(default=None))]
+    fields_ += [(knob.name, f"{knob.kind.__name__} | None", field(default=None)) for knob in KNOBS]
+    cls = make_dataclass("Parameters", fields_)
+    cls.__module__ = __name__
+    cls.__doc__ = _parameters_class.__doc__
+    return cls
 
-    model: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    typical_p: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    repeat_penalty: float | None = None
-    repeat_last_n: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    ignore_eos: bool | None = None
+
+Parameters = _parameters_class()
+# parameters that are numbers, and the type each is converted to
+_NUMERIC_PARAMS: dict[str, type] = {"max_tokens": int, **{knob.name: knob.kind for knob in KNOBS}}
 
 
 @dataclass
@@ -72,7 +74,6 @@ class ModelConfig:
     parameters: Parameters = field(default_factory=Parameters)
     context_size: int | None = None
     threads: int | None = None
-    f16: bool = False
     mmap: bool = True
     mlock: bool = False
     embeddings: bool = False
@@ -103,40 +104,14 @@ class ModelConfig:
 
 
 def resolve_model_file(value: str, models_path: Path, *, what: str = "model file") -> Path:
-    """``value`` (a path relative to the models folder) joined to ``models_path``.
-
-    The check is lexical on purpose: a symlink placed inside the models folder by whoever
-    runs the server is trusted, but a YAML (possibly from a gallery) must not be able to
-    name /etc/passwd or ../../secret.
-    """
-    if not value.strip():
-        raise ConfigError(f"{what}: is empty")
-    if "\x00" in value:
-        raise ConfigError(f"{what}: contains a NUL byte")
-    if "://" in value:
-        raise ConfigError(
-            f"{what}: {value!r} is a URL; download the file into the models folder "
-            "and name it by its file name"
-        )
-    # Check both spellings so "..\\x" or "C:\\x" written on Windows is refused as well.
-    for pure in (PurePosixPath(value), PureWindowsPath(value)):
-        if pure.is_absolute() or pure.anchor or ".." in pure.parts:
-            raise ConfigError(
-                f"{what}: {value!r} is outside the models folder "
-                "(absolute paths and '..' are not allowed)"
-            )
-    return Path(models_path) / value
+    """``value`` (a path relative to the models folder) joined to ``models_path``; a YAML
+    (possibly from a gallery) must not be able to name /etc/passwd or ../../secret
+    (``localai.files.safe_join`` says exactly what is refused)."""
+    return safe_join(Path(models_path), value, what=what)
 
 
 # ---------------------------------------------------------------------------------------
 # Validation
-
-_INT_PARAMS = ("top_k", "max_tokens", "seed", "repeat_last_n")
-_FLOAT_PARAMS = (
-    "temperature", "top_p", "min_p", "typical_p",
-    "repeat_penalty", "presence_penalty", "frequency_penalty",
-)
-
 
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
@@ -158,18 +133,8 @@ def _validator() -> jsonschema.protocols.Validator:
                 "type": ["object", "null"],
                 "properties": {
                     "model": string,
-                    "temperature": number,
-                    "top_p": number,
-                    "top_k": integer,
-                    "min_p": number,
-                    "typical_p": number,
-                    "max_tokens": integer,
-                    "seed": integer,
-                    "repeat_penalty": number,
-                    "repeat_last_n": integer,
-                    "presence_penalty": number,
-                    "frequency_penalty": number,
                     "ignore_eos": boolean,
+                    **{name: integer if kind is int else number for name, kind in _NUMERIC_PARAMS.items()},
                 },
             },
             "context_size": count,
@@ -245,19 +210,12 @@ def _check_keys(data: dict, where: str) -> None:
     # YAML allows non-string keys (`1: x`, `yes: x`); jsonschema would silently ignore them.
     for key in data:
         if not isinstance(key, str):
-            raise _Invalid(where or "(top level)", f"key {key!r} is not a string")
-
-
-class _Invalid(Exception):
-    def __init__(self, key: str, reason: str):
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
+            raise ConfigKeyError(where or "(top level)", f"key {key!r} is not a string")
 
 
 def _validate(data: Any) -> None:
     if not isinstance(data, dict):
-        raise _Invalid("(top level)", f"expected a mapping, got {_yaml_type(data)}")
+        raise ConfigKeyError("(top level)", f"expected a mapping, got {_yaml_type(data)}")
     _check_keys(data, "")
     for block in ("parameters", "template", "roles"):
         if isinstance(data.get(block), dict):
@@ -271,7 +229,7 @@ def _validate(data: Any) -> None:
         if error.validator == "required":
             missing = [k for k in error.validator_value if k not in (error.instance or {})]
             path.append(missing[0] if missing else "?")
-        raise _Invalid(_key_path(path), _describe(error))
+        raise ConfigKeyError(_key_path(path), _describe(error))
 
 
 def _known(cls: type) -> set[str]:
@@ -298,8 +256,7 @@ def _build(data: dict, source: Path | None) -> ModelConfig:
     params = Parameters(
         model=params_raw.get("model"),
         ignore_eos=params_raw.get("ignore_eos"),
-        **{k: num(params_raw.get(k), int) for k in _INT_PARAMS},
-        **{k: num(params_raw.get(k), float) for k in _FLOAT_PARAMS},
+        **{k: num(params_raw.get(k), kind) for k, kind in _NUMERIC_PARAMS.items()},
     )
     template = TemplateConfig(
         **{k: template_raw.get(k) for k in TEMPLATE_KINDS},
@@ -320,7 +277,6 @@ def _build(data: dict, source: Path | None) -> ModelConfig:
         parameters=params,
         context_size=count("context_size"),
         threads=count("threads"),
-        f16=flag("f16", False),
         mmap=flag("mmap", True),
         mlock=flag("mlock", False),
         embeddings=flag("embeddings", False),
@@ -350,7 +306,7 @@ def parse_model_config(data: dict, *, source: Path | None = None) -> ModelConfig
     """
     try:
         _validate(data)
-    except _Invalid as exc:
+    except ConfigKeyError as exc:
         raise ConfigError(f"{_source_label(source)}: {exc}") from None
     return _build(data, source)
 
@@ -501,7 +457,7 @@ def load_model_configs(models_path: Path) -> tuple[dict[str, ModelConfig], list[
             entry = "" if index is None else f"entry {index}: "
             try:
                 _validate(item)
-            except _Invalid as exc:
+            except ConfigKeyError as exc:
                 errors.append(f"{path.name}: {entry}{exc}")
                 continue
             config = _build(item, path)

@@ -11,19 +11,19 @@ import shutil
 from pathlib import Path
 
 from localai.fetch import fetch_file
+from localai.files import atomic_path
 
 
 def place(src: Path, dest: Path) -> Path:
     """Put ``src`` at ``dest`` without a half-written file: hard link when possible, else copy."""
     if dest.exists() and dest.stat().st_size == src.stat().st_size:
         return dest
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
     return dest
 
 

@@ -22,6 +22,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from localai.errors import FetchError, HashMismatch
+from localai.files import progress, safe_join
+
 try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
@@ -30,14 +33,6 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "sources.toml"
 STAMP_NAME = ".localai-archive"
-
-
-class FetchError(RuntimeError):
-    """A pinned archive could not be fetched or did not match its manifest."""
-
-
-class HashMismatch(FetchError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -119,19 +114,8 @@ def download(pin: Pinned, downloads: Path | None = None) -> Path:
     return archive
 
 
-def _progress(items: list, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, unit="file", disable=not sys.stderr.isatty(), leave=False)
-
-
 def _safe_target(base: Path, rel: str) -> Path:
-    target = (base / rel).resolve()
-    if base.resolve() not in target.parents and target != base.resolve():
-        raise FetchError(f"archive member escapes the destination: {rel}")
-    return target
+    return safe_join(base, rel, what="archive member", folder="the destination", error=FetchError)
 
 
 def extract(pin: Pinned, archive: Path, root: Path = ROOT) -> Path:
@@ -154,7 +138,7 @@ def extract(pin: Pinned, archive: Path, root: Path = ROOT) -> Path:
                            if (m.name == prefix or m.name.startswith(prefix + "/")) and (m.isfile() or m.isdir())]
                 if not members:
                     raise FetchError(f"{archive.name} has no {prefix}")
-                for m in _progress(members, f"extract {pin.name}"):
+                for m in progress(members, desc=f"extract {pin.name}", unit="file"):
                     rel = m.name[len(prefix):].lstrip("/")
                     target = _safe_target(staging, rel) if rel else staging
                     if m.isdir():
@@ -170,7 +154,7 @@ def extract(pin: Pinned, archive: Path, root: Path = ROOT) -> Path:
                 names = [n for n in zf.namelist() if n == prefix or n.startswith(prefix + "/")]
                 if not names:
                     raise FetchError(f"{archive.name} has no {prefix}")
-                for n in _progress(names, f"extract {pin.name}"):
+                for n in progress(names, desc=f"extract {pin.name}", unit="file"):
                     rel = n[len(prefix):].lstrip("/")
                     if n.endswith("/"):
                         continue

@@ -13,7 +13,6 @@ nothing half-written in the models folder.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,12 +24,9 @@ from typing import Any
 
 import yaml
 
-from localai.errors import ConfigError, LocalAIError
+from localai.errors import ConfigError, GalleryError
 from localai.fetch import sha256_of
-
-
-class GalleryError(LocalAIError):
-    """A gallery entry could not be installed."""
+from localai.files import atomic_output, atomic_write, progress, safe_join
 
 
 def _resolve_uri(uri: str) -> str:
@@ -44,10 +40,8 @@ def _resolve_uri(uri: str) -> str:
 
 def _safe_name(filename: str, models_path: Path) -> Path:
     """A file name from a gallery must stay inside the models folder."""
-    path = Path(filename)
-    if path.is_absolute() or ".." in path.parts or not filename:
-        raise GalleryError(f"refusing gallery file name {filename!r}: it must be a relative path inside the models folder")
-    return models_path / path
+    return safe_join(models_path, filename, what="refusing gallery file name",
+                     error=lambda reason: GalleryError(f"{reason}; it must be a relative path inside the models folder"))
 
 
 def read_text(uri: str) -> str:
@@ -65,20 +59,13 @@ def read_text(uri: str) -> str:
 def _download(uri: str, dest: Path, sha256: str | None) -> None:
     """Fetch ``uri`` to ``dest`` through a temporary file; verify, then move into place."""
     uri = _resolve_uri(uri)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for block in _stream(uri):
-                digest.update(block)
-                out.write(block)
+    with atomic_output(dest) as out:
+        for block in _stream(uri):
+            digest.update(block)
+            out.write(block)
         if sha256 and digest.hexdigest() != sha256.lower():
             raise GalleryError(f"{dest.name}: sha256 {digest.hexdigest()} does not match the gallery's {sha256}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _stream(uri: str):
@@ -96,12 +83,12 @@ def _stream(uri: str):
             total = path.stat().st_size
     except OSError as exc:
         raise GalleryError(f"cannot download {uri}: {exc}") from exc
-    progress = _progress(total, Path(parsed.path).name)
+    bar = progress(desc=Path(parsed.path).name, unit="B", total=total, byte_sizes=True)
     with response:
         while block := response.read(1 << 20):
-            progress.update(len(block))
+            bar.update(len(block))
             yield block
-    progress.close()
+    bar.close()
 
 
 def _stream_pypi(spec: str):
@@ -122,22 +109,6 @@ def _stream_pypi(spec: str):
                         yield block
             except KeyError:
                 raise GalleryError(f"{requirement} has no file {member}") from None
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int | None, name: str):
-    if not sys.stderr.isatty():
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False)
 
 
 def load_entries(preload_models: str | None, preload_config: Path | None) -> list[dict]:
@@ -185,11 +156,7 @@ def install(entry: dict, models_path: Path) -> Path:
         parse_model_config(config)
     except ConfigError as exc:
         raise GalleryError(f"gallery model {name}: {exc}") from exc
-    target = models_path / f"{name}.yaml"
-    tmp = target.with_name(f".{target.name}.part")
-    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-    os.replace(tmp, target)
-    return target
+    return atomic_write(models_path / f"{name}.yaml", yaml.safe_dump(config, sort_keys=False))
 
 
 def _merge(base: dict, overrides: dict) -> dict:

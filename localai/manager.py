@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Literal, overload
 
 from localai.backends import BackendRegistry, default_registry
+from localai.capabilities import Capability, Embedder, ImageGenerator, TextGenerator, Tokenizer, Transcriber
 from localai.config import ModelConfig, load_model_configs
-from localai.errors import ModelNotFound
+from localai.errors import CapabilityMissing, ModelNotFound
 from localai.settings import Settings
 
 log = logging.getLogger("localai")
@@ -41,7 +42,41 @@ class ModelManager:
             raise ModelNotFound("(none configured)")
         return next(iter(self.configs.values()))
 
-    def engine(self, config: ModelConfig) -> Any:
+    def capabilities(self, config: ModelConfig) -> frozenset[Capability]:
+        """What a model can do: its backend's capabilities; embeddings only where its YAML enables them."""
+        declared = self.registry.backend(config.backend).capabilities
+        return declared if config.embeddings else declared - {Capability.EMBEDDINGS}
+
+    @overload
+    def engine_for(self, config: ModelConfig, capability: Literal[Capability.TEXT]) -> TextGenerator: ...
+    @overload
+    def engine_for(self, config: ModelConfig, capability: Literal[Capability.EMBEDDINGS]) -> Embedder: ...
+    @overload
+    def engine_for(self, config: ModelConfig, capability: Literal[Capability.TRANSCRIPTION]) -> Transcriber: ...
+    @overload
+    def engine_for(self, config: ModelConfig, capability: Literal[Capability.IMAGES]) -> ImageGenerator: ...
+    @overload
+    def engine_for(self, config: ModelConfig, capability: Literal[Capability.TOKENIZE]) -> Tokenizer: ...
+
+    def engine_for(self, config: ModelConfig, capability: Capability) -> Any:
+        """The loaded engine of ``config`` for a route that needs ``capability``; refused with a
+        400 naming the model, before anything loads, when its backend does not have it."""
+        self.require(config, capability)
+        return self._engine(config)
+
+    def require(self, config: ModelConfig, capability: Capability) -> None:
+        """Refuse (400, ``param: model``) a model whose backend does not have ``capability``."""
+        if capability not in self.capabilities(config):
+            if capability is Capability.EMBEDDINGS and Capability.EMBEDDINGS in self.registry.backend(
+                    config.backend).capabilities:
+                raise CapabilityMissing(f"The model `{config.name}` does not serve embeddings: its configuration does "
+                                        "not enable them (set `embeddings: true` in its YAML).",
+                                        code="model_not_embedding")
+            raise CapabilityMissing(f"The model `{config.name}` (backend {config.backend}) does not "
+                                    f"{capability.value}.",
+                                    code="model_not_embedding" if capability is Capability.EMBEDDINGS else None)
+
+    def _engine(self, config: ModelConfig) -> Any:
         """The loaded engine of ``config``, loading it on first use (one load per model)."""
         engine = self._engines.get(config.name)
         if engine is not None:
@@ -56,11 +91,12 @@ class ModelManager:
                 self._engines[config.name] = engine
         return engine
 
+    def preload(self, name: str) -> None:
+        """Load a model now (``--preload``) rather than on its first request."""
+        self._engine(self.resolve(name))
+
     def loaded_engine(self, name: str) -> Any | None:
         return self._engines.get(name)
-
-    def loaded(self) -> list[str]:
-        return list(self._engines)
 
     def close(self) -> None:
         with self._lock:

@@ -27,14 +27,15 @@ from __future__ import annotations
 import argparse
 import functools
 import gzip
-import os
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from localai.convert.bpe import bytes_to_unicode
+from localai.files import atomic_write
 
 __all__ = ["ASSET_FILES", "TinyWeights", "clip_vocab", "log_sigmas", "write_tiny_assets", "main"]
 
@@ -70,19 +71,11 @@ FP16_TAG = 0x01306B47
 
 # ---- CLIP vocabulary and noise schedule -------------------------------------------------------
 
-def _bytes_to_unicode() -> list[str]:
-    """GPT-2/CLIP's reversible byte -> printable character table, in byte order."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    # CLIP lists the printable bytes first, then the remapped ones
-    return [table[b] for b in printable] + [table[b] for b in range(256) if b not in printable]
+def _clip_byte_symbols() -> list[str]:
+    """The byte -> character table in CLIP's order: the printable bytes first, then the remapped ones."""
+    table = bytes_to_unicode()
+    printable = [b for b in range(256) if table[b] == chr(b)]
+    return [table[b] for b in printable] + [table[b] for b in range(256) if table[b] != chr(b)]
 
 
 def clip_merges(bpe_gz: Path) -> list[tuple[str, str]]:
@@ -92,7 +85,7 @@ def clip_merges(bpe_gz: Path) -> list[tuple[str, str]]:
 
 def clip_vocab(bpe_gz: Path) -> list[str]:
     """CLIP's 49,408 tokens in id order (as CLIP's SimpleTokenizer builds its encoder)."""
-    symbols = _bytes_to_unicode()
+    symbols = _clip_byte_symbols()
     vocab = symbols + [s + "</w>" for s in symbols]
     vocab += ["".join(pair) for pair in clip_merges(bpe_gz)]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
@@ -378,17 +371,7 @@ def _encoder(rng: np.random.Generator | None, width: int, height: int,
 # ---- the folder -------------------------------------------------------------------------------
 
 def _write(path: Path, data: bytes | str) -> None:
-    """Temp file + rename: a reader never sees a half-written asset."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the assets from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)  # a reader never sees a half-written asset
 
 
 def write_tiny_assets(out_dir: Path, seed: int = 0, bpe_gz: Path | None = None) -> TinyWeights:

@@ -31,6 +31,11 @@ class Settings:
     cors: bool = False
 
     @property
+    def native_log_level(self) -> str:
+        """Which native library log lines reach stderr: informational ones too with --debug."""
+        return "info" if self.debug else "warn"
+
+    @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.address.rpartition(":")
         return (host or "127.0.0.1").strip("[]"), int(port)

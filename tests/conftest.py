@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
-import statistics
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, LiveServer
 
 
 def pytest_report_header(config):
@@ -47,118 +39,6 @@ def smollm_engine(smollm_path):
     engine.close()
 
 
-class LiveServer:
-    """`localai run` in a subprocess on 127.0.0.1 with an ephemeral port; stopped by the fixture."""
-
-    def __init__(self, models_path: Path, *extra: str, env: dict | None = None):
-        cmd = [sys.executable, "-m", "localai.cli", "run", "--address", "127.0.0.1:0",
-               "--models-path", str(models_path), *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})}, cwd=ROOT)
-        self.log: list[str] = []
-        line = self._wait_for_banner(timeout=120)
-        self.port = int(line.split("http://127.0.0.1:")[1].split()[0])
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _wait_for_banner(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if "listening on" in line:
-                threading.Thread(target=self._drain_err, daemon=True).start()
-                return line
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read()}")
-        self.stop()
-        raise RuntimeError("server did not start in time")
-
-    def _drain(self) -> None:
-        for line in self.proc.stdout:
-            self.log.append(line)
-
-    def _drain_err(self) -> None:
-        for line in self.proc.stderr:
-            self.log.append(line)
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """Terminate a server the tests started (by its PID), killing it if it does not exit."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def paired_rounds(benchmark, measures: dict[str, Callable[[], float]], rounds: int,
-                  warmups: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
-    """Benchmark rounds in which every contender is measured once, each right after an unmeasured
-    call to the same contender (its own measure, or its entry in ``warmups``), the order reversed
-    each round. On 2 shared cores the machine drifts by ±10% over minutes, and a contender whose
-    turn came right after another's ran ~20% slower on its first call: this way both fall on all
-    contenders alike. Returns each contender's measured values, round by round."""
-    values: dict[str, list[float]] = {name: [] for name in measures}
-    order = list(measures)
-
-    def one_round() -> None:
-        for name in order:
-            (warmups or measures)[name]()
-            values[name].append(measures[name]())
-        order.reverse()
-
-    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
-    return values
-
-
-def paired_ratio(ours: list[float], theirs: list[float]) -> float:
-    """The median of the per-round ratios ours / theirs."""
-    return statistics.median(a / b for a, b in zip(ours, theirs))
-
-
-class UpstreamLlamaServer:
-    """llama.cpp's own llama-server (a benchmark baseline) on a free loopback port."""
-
-    def __init__(self, binary: Path, model: Path, threads: int, *extra: str):
-        self.port = free_port()
-        cmd = [str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads),
-               "--host", "127.0.0.1", "--port", str(self.port), "--no-webui", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            self._wait_healthy()
-        except Exception:
-            self.stop()
-            raise
-
-    def _wait_healthy(self) -> None:
-        for _ in range(1200):  # bounded: 120 s
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError("llama-server exited")
-            time.sleep(0.1)
-        raise RuntimeError("llama-server did not become healthy")
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
 @pytest.fixture(scope="session")
 def chat_models_path(tmp_path_factory, smollm_path) -> Path:
     """A models folder with the default chat YAML and the SmolLM2 weights (hard-linked)."""
@@ -176,19 +56,6 @@ def server(chat_models_path):
     live = LiveServer(chat_models_path, "--parallel", "4", "--threads", "2")
     yield live
     live.stop()
-
-
-def sse_events(raw: bytes) -> list:
-    """Parse an SSE body into JSON payloads (and the literal "[DONE]")."""
-    events = []
-    for block in raw.decode().split("\n\n"):
-        block = block.strip()
-        if not block:
-            continue
-        assert block.startswith("data: "), block
-        data = block[len("data: "):]
-        events.append(data if data == "[DONE]" else json.loads(data))
-    return events
 
 
 @pytest.fixture(scope="session")

@@ -14,22 +14,25 @@ INCLUDES = """
 #include "ggml-cpu.h"
 """
 
-# Small C helpers: a log sink (llama.cpp logs to stderr at every load; we keep only
-# warnings and errors unless debug logging is asked for) and a batch filler that keeps
-# per-token Python work out of the decode loop.
+# Small C helpers: the process's one native log sink (llama.cpp logs to stderr at every
+# load; we keep only warnings and errors unless debug logging is asked for; whisper.cpp is
+# pointed at the same sink) and a batch filler that keeps per-token Python work out of the
+# decode loop.
 CUSTOMIZATIONS = """
-static int localai_llama_log_level = GGML_LOG_LEVEL_WARN;
-static void localai_llama_log(enum ggml_log_level level, const char * text, void * user_data) {
+static int localai_log_threshold = GGML_LOG_LEVEL_WARN;
+static int localai_log_printing = 0;  /* whether the line that continuation lines extend was printed */
+static void localai_log_sink(enum ggml_log_level level, const char * text, void * user_data) {
     (void) user_data;
-    if (level == GGML_LOG_LEVEL_CONT || (int) level >= localai_llama_log_level) {
-        if (level != GGML_LOG_LEVEL_CONT || localai_llama_log_level <= GGML_LOG_LEVEL_INFO) {
-            fputs(text, stderr);
-        }
+    if (level != GGML_LOG_LEVEL_CONT) {
+        localai_log_printing = (int) level >= localai_log_threshold;
+    }
+    if (localai_log_printing) {
+        fputs(text, stderr);
     }
 }
-static void localai_llama_set_log_level(int level) {
-    localai_llama_log_level = level;
-    llama_log_set(localai_llama_log, NULL);
+static void localai_set_log_level(int threshold) {
+    localai_log_threshold = threshold;
+    llama_log_set(localai_log_sink, NULL);
 }
 /* Grammar-constrained sampling without paying the grammar on every candidate: sample with
    the chain alone, check only the chosen token against the grammar, and resample with the
@@ -102,7 +105,8 @@ static void * localai_attach_threadpool(struct llama_context * ctx, int n_thread
 static void localai_free_threadpool(void * pool);
 static llama_token localai_sample_constrained(struct llama_sampler * chain, struct llama_sampler * grammar,
                                               struct llama_context * ctx, int32_t idx, llama_token_data * buf);
-static void localai_llama_set_log_level(int level);
+static void localai_set_log_level(int threshold);
+static void localai_log_sink(enum ggml_log_level level, const char * text, void * user_data);
 static void localai_batch_add_seq(struct llama_batch * batch, const llama_token * tokens, int32_t n,
                                   llama_pos pos0, llama_seq_id seq, int want);
 """

@@ -12,20 +12,7 @@ INCLUDES = """
 #include "whisper.h"
 """
 
-CUSTOMIZATIONS = """
-static int localai_whisper_log_level = GGML_LOG_LEVEL_WARN;
-static void localai_whisper_log(enum ggml_log_level level, const char * text, void * user_data) {
-    (void) user_data;
-    if ((int) level >= localai_whisper_log_level && level != GGML_LOG_LEVEL_CONT) {
-        fputs(text, stderr);
-    }
-}
-static void localai_whisper_set_log_level(int level) {
-    localai_whisper_log_level = level;
-    whisper_log_set(localai_whisper_log, NULL);
-}
-"""
+# whisper.cpp logs through the llama module's sink (localai.bindings.whisper installs it).
+CUSTOMIZATIONS = ""
 
-EXTRA_CDEF = """
-static void localai_whisper_set_log_level(int level);
-"""
+EXTRA_CDEF = ""

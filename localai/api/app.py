@@ -1,152 +1,122 @@
-"""The Werkzeug application: URL map, auth, errors, one log line per request."""
+"""The Werkzeug application: the route table, authentication, errors, one log line per request.
+
+``ROUTES`` is the one table of endpoints: each URL (served with and without the ``/v1``
+prefix where OpenAI has one, as LocalAI does) maps straight to its handler in
+``localai.api.routes``. Handlers are ``on_<endpoint>(app, request, **route_values)``.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
-from localai.api import text
-from localai.api.errors import APIError, bad_request, from_exception
-from localai.errors import ModelNotFound
+from localai.api.http import ApiRequest, Handler, error_info, error_response
+from localai.api.routes import audio, chat, completions, edits, embeddings, health, images, models, monitor, tokenize
+from localai.config import ModelConfig
+from localai.errors import InvalidRequest, MethodNotAllowed, NotFound, Unauthorized
 from localai.manager import ModelManager
 from localai.settings import Settings
 
 log = logging.getLogger("localai.http")
 
 
-def _routes(path: str, endpoint: str, methods: list[str]) -> list[Rule]:
-    """OpenAI clients use /v1/...; LocalAI also serves the same routes without the prefix."""
-    return [Rule(f"/v1{path}", endpoint=endpoint, methods=methods),
-            Rule(path, endpoint=endpoint, methods=methods)]
+@dataclass(frozen=True)
+class Route:
+    path: str
+    handler: Handler
+    methods: tuple[str, ...]
+    v1: bool = True  # also served under /v1
+    public: bool = False  # answered without an API key
 
 
-def _model_object(name: str, created: int) -> dict:
-    return {"id": name, "object": "model", "created": created, "owned_by": "localai"}
+ROUTES: tuple[Route, ...] = (
+    Route("/models", models.on_models, ("GET",)),
+    Route("/models/<path:model_id>", models.on_model, ("GET",)),
+    Route("/tokenize", tokenize.on_tokenize, ("POST",)),
+    Route("/chat/completions", chat.on_chat, ("POST",)),
+    Route("/completions", completions.on_completions, ("POST",)),
+    Route("/edits", edits.on_edits, ("POST",)),
+    Route("/embeddings", embeddings.on_embeddings, ("POST",)),
+    Route("/audio/transcriptions", audio.on_transcriptions, ("POST",)),
+    Route("/audio/translations", audio.on_translations, ("POST",)),
+    Route("/images/generations", images.on_images, ("POST",)),
+    Route("/generated-images/<path:filename>", images.on_generated_image, ("GET",), v1=False),
+    Route("/backend/monitor", monitor.on_monitor, ("GET", "POST"), v1=False),
+    Route("/healthz", health.on_healthz, ("GET",), v1=False, public=True),
+    Route("/readyz", health.on_readyz, ("GET",), v1=False, public=True),
+)
+
+
+def _url_map(routes: Iterable[Route]) -> Map:
+    rules = []
+    for route in routes:
+        paths = [f"/v1{route.path}", route.path] if route.v1 else [route.path]
+        rules += [Rule(path, endpoint=route, methods=list(route.methods)) for path in paths]
+    return Map(rules)
 
 
 class App:
+    """One application: its settings, its models, its routes. Nothing is shared between two."""
+
     def __init__(self, settings: Settings, manager: ModelManager | None = None) -> None:
         self.settings = settings
         self.manager = manager or ModelManager(settings)
-        self.url_map = Map([
-            *_routes("/models", "models", ["GET"]),
-            *_routes("/models/<path:model_id>", "model", ["GET"]),
-            *_routes("/tokenize", "tokenize", ["POST"]),
-            *_routes("/chat/completions", "chat", ["POST"]),
-            *_routes("/completions", "completions", ["POST"]),
-            *_routes("/edits", "edits", ["POST"]),
-            *_routes("/embeddings", "embeddings", ["POST"]),
-            *_routes("/audio/transcriptions", "transcriptions", ["POST"]),
-            *_routes("/audio/translations", "translations", ["POST"]),
-            *_routes("/images/generations", "images", ["POST"]),
-            Rule("/generated-images/<path:filename>", endpoint="generated_image", methods=["GET"]),
-            Rule("/backend/monitor", endpoint="monitor", methods=["GET", "POST"]),
-            Rule("/healthz", endpoint="health", methods=["GET"]),
-            Rule("/readyz", endpoint="health", methods=["GET"]),
-        ])
-        self.handlers: dict[str, Callable[[Request], Response]] = {
-            "models": self.on_models,
-            "model": self.on_model,
-            "tokenize": self.on_tokenize,
-            "chat": lambda r: text.chat(self, r),
-            "completions": lambda r: text.completions(self, r),
-            "edits": lambda r: text.edits(self, r),
-            "health": lambda r: json_response({"status": "ok"}),
-            "monitor": self.on_monitor,
-            # Handlers of the other capabilities are imported on first use.
-            "embeddings": self._lazy("localai.api.embeddings", "embeddings"),
-            "transcriptions": self._lazy("localai.api.audio", "transcriptions"),
-            "translations": self._lazy("localai.api.audio", "translations"),
-            "images": self._lazy("localai.api.images", "generations"),
-            "generated_image": self._lazy("localai.api.images", "generated_image"),
-        }
+        self.url_map = _url_map(ROUTES)
 
-    def _lazy(self, module: str, name: str) -> Callable[[Request], Response]:
-        def handler(request: Request) -> Response:
-            import importlib
+    # ---- what handlers use (localai.api.http.Server) ----
+    def resolve_model(self, request: ApiRequest, requested: Any) -> ModelConfig:
+        if requested is not None and not isinstance(requested, str):
+            raise InvalidRequest("'model' must be a string.", param="model")
+        config = self.manager.resolve(requested or None, self._model_from_bearer(request))
+        request.record.model = config.name
+        return config
 
-            return getattr(importlib.import_module(module), name)(self, request)
-        return handler
-
-    # ---- helpers for handlers ----
-    def bearer(self, request: Request) -> str | None:
+    # ---- authentication ----
+    @staticmethod
+    def _bearer(request: ApiRequest) -> str | None:
         header = request.headers.get("Authorization", "")
         prefix = "Bearer "
         return header[len(prefix):].strip() or None if header.startswith(prefix) else None
 
-    def check_auth(self, request: Request) -> None:
+    def _check_auth(self, request: ApiRequest) -> None:
         if not self.settings.api_keys:
             return
-        if self.bearer(request) not in self.settings.api_keys:
-            raise APIError(401, "Incorrect API key provided.", type="invalid_request_error",
-                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        if self._bearer(request) not in self.settings.api_keys:
+            raise Unauthorized("Incorrect API key provided.")
 
-    def model_from_bearer(self, request: Request) -> str | None:
+    def _model_from_bearer(self, request: ApiRequest) -> str | None:
         # With API keys configured the bearer token is a key, not a model name.
-        return None if self.settings.api_keys else self.bearer(request)
-
-    # ---- handlers ----
-    def on_models(self, request: Request) -> Response:
-        created = int(time.time())
-        return json_response({"object": "list", "data": [_model_object(name, created) for name in self.manager.names()]})
-
-    def on_model(self, request: Request) -> Response:
-        """OpenAI's retrieve-model: GET /v1/models/{id}; an unknown id is a 404 model_not_found."""
-        model_id = request.environ["localai.route_values"]["model_id"]
-        if model_id not in self.manager.names():
-            raise ModelNotFound(model_id)
-        return json_response(_model_object(model_id, int(time.time())))
-
-    def on_tokenize(self, request: Request) -> Response:
-        """LocalAI's POST /v1/tokenize: {"model", "content"} -> {"tokens": [ids]} with the model's tokenizer."""
-        body = read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("content"), str):
-            raise bad_request("'content' must be a string.", param="content")
-        config = self.manager.resolve(body.get("model"), self.model_from_bearer(request))
-        request.environ["localai.model"] = config.name
-        tokenize = getattr(self.manager.engine(config), "tokenize", None)
-        if tokenize is None:
-            raise bad_request(f"The model `{config.name}` (backend {config.backend}) has no tokenizer.",
-                              param="model")
-        tokens = tokenize(body["content"])
-        request.environ["localai.tokens"] = len(tokens)
-        return json_response({"tokens": tokens})
-
-    def on_monitor(self, request: Request) -> Response:
-        """LocalAI's backend monitor: whether a model is loaded and what its scheduler is doing."""
-        name = request.args.get("model")
-        if name is None and request.method == "POST":
-            name = (read_json(request) or {}).get("model")
-        config = self.manager.resolve(name)
-        engine = self.manager.loaded_engine(config.name)
-        status = {"model": config.name, "backend": config.backend, "loaded": engine is not None}
-        if engine is not None and hasattr(engine, "status"):
-            status.update(engine.status())
-        return json_response(status)
+        return None if self.settings.api_keys else self._bearer(request)
 
     # ---- WSGI ----
-    def dispatch(self, request: Request) -> Response:
+    def dispatch(self, request: ApiRequest) -> Response:
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
-            endpoint, values = adapter.match()
-            if endpoint != "health":
-                self.check_auth(request)
-            request.environ["localai.route_values"] = values
-            return self.handlers[endpoint](request)
+            try:
+                route, values = adapter.match()
+            except HTTPException as exc:  # werkzeug's routing: no such path, or not with this method
+                if exc.code == 405:
+                    allowed = sorted(getattr(exc, "valid_methods", None) or [])
+                    raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}.",
+                                           allowed=allowed) from None
+                raise NotFound(f"No route {request.path}.") from None
+            if not route.public:
+                self._check_auth(request)
+            return route.handler(self, request, **values)
         except Exception as exc:  # every failure becomes an OpenAI error body
-            error = from_exception(exc)
-            if error.code >= 500:
+            info = error_info(exc)
+            if info.status >= 500:
                 log.exception("error in %s %s", request.method, request.path)
-            return error.get_response()
+            return error_response(info)
 
     def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        request = Request(environ)
+        request = ApiRequest(environ)
         request.max_content_length = int(self.settings.upload_limit_mb * 1024 * 1024)
         started = time.perf_counter()
         response = self.dispatch(request)
@@ -165,7 +135,7 @@ class App:
 class _LoggedBody:
     """Logs the request line when the body is done (streams included): method path status model tokens ms."""
 
-    def __init__(self, body: Iterable[bytes], request: Request, status: int, started: float):
+    def __init__(self, body: Iterable[bytes], request: ApiRequest, status: int, started: float):
         self.body, self.request, self.status, self.started = body, request, status, started
 
     def __iter__(self):
@@ -177,31 +147,15 @@ class _LoggedBody:
             if close:
                 close()
         finally:
-            env = self.request.environ
+            record = self.request.record
             log.info("%s %s %s model=%s tokens=%s %.0fms", self.request.method, self.request.path, self.status,
-                     env.get("localai.model", "-"), env.get("localai.tokens", "-"),
+                     record.model or "-", "-" if record.tokens is None else record.tokens,
                      (time.perf_counter() - self.started) * 1000)
-
-
-def json_response(payload: Any, status: int = 200, headers: Headers | None = None) -> Response:
-    return Response(json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json",
-                    headers=headers)
-
-
-def read_json(request: Request) -> Any:
-    from localai.api.errors import bad_request
-
-    data = request.get_data(cache=False)
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("We could not parse the JSON body of your request. The OpenAI API expects a JSON "
-                          "payload.") from None
 
 
 def create_app(settings: Settings, manager: ModelManager | None = None) -> App:
     """A fresh application; nothing is shared between two apps in one process."""
     app = App(settings, manager)
     for name in settings.preload:
-        app.manager.engine(app.manager.resolve(name))
+        app.manager.preload(name)
     return app

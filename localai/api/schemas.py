@@ -10,24 +10,25 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from localai.api.errors import bad_request
+from localai.errors import InvalidRequest
+from localai.sampling import KNOBS
 
-_number = {"type": "number"}
 _stop = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 16},
                    {"type": "null"}]}
 
+
+def _knob_schema(knob) -> dict:
+    schema: dict[str, Any] = {"type": [knob.json_type, "null"], "description": knob.doc}
+    if knob.minimum is not None:
+        schema["minimum"] = knob.minimum
+    if knob.maximum is not None:
+        schema["maximum"] = knob.maximum
+    return schema
+
+
 _SAMPLING = {
     "model": {"type": ["string", "null"]},
-    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
-    "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-    "top_k": {"type": ["integer", "null"], "minimum": 0},
-    "min_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-    "typical_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-    "repeat_penalty": {"type": ["number", "null"], "minimum": 0},
-    "repeat_last_n": {"type": ["integer", "null"], "minimum": -1},
-    "presence_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
-    "frequency_penalty": {"type": ["number", "null"], "minimum": -2, "maximum": 2},
-    "seed": {"type": ["integer", "null"]},
+    **{knob.name: _knob_schema(knob) for knob in KNOBS},
     "max_tokens": {"type": ["integer", "null"], "minimum": 1},
     "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
     "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 16},
@@ -110,13 +111,14 @@ _validators = {name: Draft202012Validator(schema) for name, schema in
 def validate(kind: str, body: Any) -> dict:
     """Return ``body`` if it fits the schema of ``kind``; else raise a 400 naming the parameter."""
     if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
+        raise InvalidRequest("The request body must be a JSON object.")
     error = next(iter(sorted(_validators[kind].iter_errors(body), key=lambda e: len(e.path))), None)
     if error is None:
         return body
     path = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else path
-        raise bad_request(f"Missing required parameter: '{missing}'.", param=missing)
+        missing = next((k for k in error.validator_value if k not in error.instance), path)
+        missing = f"{path}.{missing}" if path else missing
+        raise InvalidRequest(f"Missing required parameter: '{missing}'.", param=missing)
     param = path or None
-    raise bad_request(f"Invalid value for '{path}': {error.message}", param=param, code="invalid_value")
+    raise InvalidRequest(f"Invalid value for '{path}': {error.message}", param=param, code="invalid_value")

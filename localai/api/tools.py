@@ -17,8 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from localai.api.errors import bad_request
-from localai.grammar.json_schema import JSON_OBJECT_GBNF, UnsupportedSchema, schema_to_gbnf, tool_call_gbnf
+from localai.errors import InvalidRequest, UnsupportedSchema
+from localai.grammar import JSON_OBJECT_GBNF, schema_to_gbnf, tool_calls_gbnf
 
 
 @dataclass
@@ -39,19 +39,19 @@ def _function_names(tools: list[dict]) -> list[str]:
 
 def _check_tools(tools: Any, param: str) -> list[dict]:
     if not isinstance(tools, list) or not tools:
-        raise bad_request(f"'{param}' must be a non-empty array.", param=param)
+        raise InvalidRequest(f"'{param}' must be a non-empty array.", param=param)
     checked = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise bad_request(f"Invalid tool at {param}[{i}]: only type 'function' is supported.", param=param)
+            raise InvalidRequest(f"Invalid tool at {param}[{i}]: only type 'function' is supported.", param=param)
         function = tool.get("function")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str) \
                 or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", function["name"]):
-            raise bad_request(f"Invalid tool at {param}[{i}]: function.name must match ^[a-zA-Z0-9_.-]{{1,64}}$.",
-                              param=param)
+            raise InvalidRequest(f"Invalid tool at {param}[{i}]: function.name must match ^[a-zA-Z0-9_.-]{{1,64}}$.",
+                                 param=param)
         params = function.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(params, dict):
-            raise bad_request(f"Invalid tool at {param}[{i}]: function.parameters must be an object.", param=param)
+            raise InvalidRequest(f"Invalid tool at {param}[{i}]: function.parameters must be an object.", param=param)
         checked.append({"type": "function", "function": {**function, "parameters": params}})
     return checked
 
@@ -69,7 +69,7 @@ def plan_tools(body: dict) -> ToolPlan:
         choice = body.get("tool_choice", "auto")
     else:
         if body.get("tool_choice") not in (None, "none"):
-            raise bad_request("'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice")
+            raise InvalidRequest("'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice")
         return ToolPlan()
     param = "function_call" if legacy else "tool_choice"
     parallel = bool(body.get("parallel_tool_calls", True)) and not legacy
@@ -83,19 +83,19 @@ def plan_tools(body: dict) -> ToolPlan:
         name = (choice.get("function") or {}).get("name")
         chosen = [t for t in tools if t["function"]["name"] == name]
         if not chosen:
-            raise bad_request(f"Invalid value for '{param}': no function named {name!r} in the tools "
-                              f"({', '.join(_function_names(tools))}).", param=param)
+            raise InvalidRequest(f"Invalid value for '{param}': no function named {name!r} in the tools "
+                                 f"({', '.join(_function_names(tools))}).", param=param)
         return ToolPlan("named", chosen, legacy, parallel=False)
-    raise bad_request(f"Invalid value for '{param}': expected 'none', 'auto', 'required' or a function.",
-                      param=param)
+    raise InvalidRequest(f"Invalid value for '{param}': expected 'none', 'auto', 'required' or a function.",
+                         param=param)
 
 
 def _convert(schema_fn, *args, param: str, **kwargs) -> str:
     try:
         return schema_fn(*args, **kwargs)
     except UnsupportedSchema as exc:
-        raise bad_request(f"Unsupported JSON schema in '{param}': {exc}", param=param,
-                          code="unsupported_schema") from None
+        raise UnsupportedSchema(exc.feature, exc.path, param=param,
+                                message=f"Unsupported JSON schema in '{param}': {exc}") from None
 
 
 def response_format_grammar(body: dict) -> str | None:
@@ -111,14 +111,11 @@ def response_format_grammar(body: dict) -> str | None:
     if kind == "json_schema":
         spec = fmt.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
-            raise bad_request("response_format.json_schema must be an object with a 'schema'.",
-                              param="response_format")
+            raise InvalidRequest("response_format.json_schema must be an object with a 'schema'.",
+                                 param="response_format")
         return _convert(schema_to_gbnf, spec.get("schema", {}), param="response_format")
-    raise bad_request(f"Invalid response_format type {kind!r}: expected text, json_object or json_schema.",
-                      param="response_format")
-
-
-_FREE_TEXT = '\nfree-text ::= [^{ \\t\\n] [^\\x00]*\n'
+    raise InvalidRequest(f"Invalid response_format type {kind!r}: expected text, json_object or json_schema.",
+                         param="response_format")
 
 
 def tool_grammar(plan: ToolPlan) -> str | None:
@@ -128,12 +125,8 @@ def tool_grammar(plan: ToolPlan) -> str | None:
     """
     if not plan.active:
         return None
-    single = _convert(tool_call_gbnf, plan.tools, allow_parallel=False, param="tools")
-    call_rules = re.sub(r"^root(\s*::=)", r"tool-call\1", single, count=1, flags=re.M)
-    calls = 'tool-call | "[" ws tool-call ws ( "," ws tool-call ws )* "]"' if plan.parallel else "tool-call"
-    if plan.mode == "auto":
-        return f"root ::= {calls} | free-text\n{call_rules}{_FREE_TEXT}"
-    return f"root ::= {calls}\n{call_rules}"
+    return _convert(tool_calls_gbnf, plan.tools, calls="one-or-array" if plan.parallel else "one",
+                    free_text=plan.mode == "auto", param="tools")
 
 
 def tools_system_prompt(plan: ToolPlan) -> str:

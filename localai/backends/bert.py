@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from localai.backends.embedding_checks import check_token_lists
+from localai.backends.embeddings import check_token_lists
 from localai.bindings.bert import BertModel
 from localai.errors import LocalAIError, NativeError
 

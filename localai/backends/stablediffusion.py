@@ -13,11 +13,11 @@ import importlib.util
 import logging
 import secrets
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from localai.capabilities import ImageRequest
 from localai.config import ModelConfig, resolve_model_file
 from localai.errors import CapabilityUnavailable, ConfigError, InvalidRequest
 from localai.settings import Settings
@@ -53,17 +53,6 @@ def asset_dir(config: ModelConfig, models_path: Path) -> Path:
         raise ConfigError(f"{config.name}: the asset folder {folder} does not exist; see the README's "
                           "\"Image generation\" section for how to install the assets")
     return folder
-
-
-@dataclass(frozen=True)
-class ImageRequest:
-    prompt: str
-    negative_prompt: str
-    width: int
-    height: int
-    steps: int
-    mode: int
-    seed: int
 
 
 class StableDiffusionEngine:

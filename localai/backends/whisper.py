@@ -8,9 +8,8 @@ at once as ``threads`` fit in the cores (one when a transcription uses every cor
 model YAML's ``parallel`` overrides it. Further requests wait their turn.
 
 Transcriptions run on the engine's own long-lived worker threads, never on the HTTP
-threads: ggml's OpenMP thread pool belongs to the thread that starts it, and every extra
-thread that starts one makes libgomp throttle its spin-waiting for the whole process
-(measured: jfk.wav 0.71 s from one thread, 0.95-1.0 s when HTTP worker threads take turns).
+threads: the pool's size is what bounds how many run at once, and an HTTP thread only waits
+for its result.
 """
 
 from __future__ import annotations
@@ -21,7 +20,9 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import numpy as np
 
+from localai.bindings import default_threads
 from localai.bindings import whisper as W
+from localai.capabilities import Transcript
 from localai.config import ModelConfig
 from localai.errors import ConfigError, InvalidRequest, ModelLoadError
 from localai.settings import Settings
@@ -77,7 +78,7 @@ class WhisperEngine:
     # ---- transcription ----
     def transcribe(self, audio: np.ndarray, *, language: str | None = None, translate: bool = False,
                    prompt: str | None = None, temperature: float = 0.0,
-                   word_timestamps: bool = False) -> W.Transcript:
+                   word_timestamps: bool = False) -> Transcript:
         """Transcribe (or translate to English) 16 kHz mono float32 audio on a pooled state."""
         if translate:
             self.check_translate()
@@ -91,7 +92,7 @@ class WhisperEngine:
                 raise ModelLoadError(f"the model {self.name} was unloaded") from None
             raise
 
-    def _run(self, audio: np.ndarray, options: dict) -> W.Transcript:
+    def _run(self, audio: np.ndarray, options: dict) -> Transcript:
         """On a worker thread: transcribe on an idle state (there are never more workers than states)."""
         with self._lock:
             if self._closed:
@@ -124,7 +125,7 @@ def load(config: ModelConfig, settings: Settings) -> WhisperEngine:
     if not path.is_file():
         raise ModelLoadError(f"{config.name}: model file {path.name} is not in {settings.models_path}; "
                              "run `python3 build.py run` to install the default models")
-    cores = W.default_threads()
+    cores = default_threads()
     n_threads = config.threads or settings.threads or cores
     max_parallel = config.parallel or max(1, cores // n_threads)
     model = W.WhisperModel(path)

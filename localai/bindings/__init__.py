@@ -3,11 +3,61 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from localai import __version__
-from localai.errors import BindingsNotBuilt, NativeError
+from localai.errors import BindingsNotBuilt, LocalAIError, NativeError
+
+
+# Native log lines that reach stderr: ggml's levels by name ("none" silences everything).
+LOG_LEVELS = {"debug": 1, "info": 2, "warn": 3, "error": 4, "none": 99}
+_log_level = "warn"
+
+
+def set_native_log_level(level: str) -> None:
+    """Which native (ggml, llama.cpp, whisper.cpp) log lines reach stderr, for the whole process.
+
+    Called once from the server's settings; bindings loaded later apply it when they load.
+    There is one C log sink (in the llama module), which every library logs through.
+    """
+    global _log_level
+    if level not in LOG_LEVELS:
+        raise ValueError(f"unknown native log level {level!r}; use one of {', '.join(LOG_LEVELS)}")
+    _log_level = level
+    llama = sys.modules.get("localai.bindings.llama")
+    if llama is not None:
+        llama.apply_log_level()
+
+
+def native_log_level() -> int:
+    """The ggml log level (``GGML_LOG_LEVEL_*`` value) below which native lines are dropped."""
+    return LOG_LEVELS[_log_level]
+
+
+def default_threads() -> int:
+    """CPU threads a native engine uses by default: the cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def check_status(status: int, what: str, last_error: Callable[[], str],
+                 errors: Mapping[int, Callable[[str], LocalAIError]]) -> int:
+    """A C call's status: returned when it is a success (>= 0), else raised as the exception
+    ``errors`` names for it (``NativeError`` when it names none), with the library's own
+    message for this thread's last failure."""
+    if status >= 0:
+        return status
+    message = last_error()
+    message = f"{what}: {message}" if message and what else message or f"{what} failed with status {status}"
+    raise errors.get(status, NativeError)(message)
+
+
+def require(ok: bool, message: str, error: Callable[[str], LocalAIError] = NativeError) -> None:
+    """Raise ``error(message)`` unless a C call that reports no status succeeded (e.g. returned non-NULL)."""
+    if not ok:
+        raise error(message)
 
 
 def load_native(module: str) -> ModuleType:

@@ -9,45 +9,37 @@ The GIL is released during every C call, so other threads run while a batch is e
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Sequence
 
 import numpy as np
 
-from localai.bindings import NativeHandle, load_native
+from localai.bindings import NativeHandle, check_status, load_native
+from localai.bindings import llama as _llama
 from localai.errors import ContextLengthExceeded, InvalidRequest, ModelLoadError, NativeError
 
 _native = load_native("_bert_cffi")
 ffi, lib = _native.ffi, _native.lib
+_llama.apply_log_level()  # libbert's llama.cpp logs through the process's one sink
 
-_LOG_LEVELS = {"debug": lib.BERT_LOG_DEBUG, "info": lib.BERT_LOG_INFO, "warn": lib.BERT_LOG_WARN,
-               "error": lib.BERT_LOG_ERROR, "none": lib.BERT_LOG_NONE}
 POOLING_NAMES = {lib.BERT_POOLING_MEAN: "mean", lib.BERT_POOLING_CLS: "cls", lib.BERT_POOLING_LAST: "last"}
-
-
-def set_log_level(level: str | None = None) -> None:
-    """Which native log lines reach stderr (default from LOCALAI_NATIVE_LOG, else warnings)."""
-    name = level or os.environ.get("LOCALAI_NATIVE_LOG", "warn")
-    lib.bert_set_log_level(_LOG_LEVELS.get(name, lib.BERT_LOG_WARN))
 
 
 def last_error() -> str:
     return ffi.string(lib.bert_last_error()).decode(errors="replace")
 
 
+_ERRORS = {lib.BERT_ERR_TOO_LONG: functools.partial(ContextLengthExceeded, param="input"),
+           lib.BERT_ERR_EMPTY_INPUT: functools.partial(InvalidRequest, param="input"),
+           lib.BERT_ERR_BAD_TOKEN: functools.partial(InvalidRequest, param="input"),
+           lib.BERT_ERR_LOAD: ModelLoadError}
+
+
 def _raise_for(status: int) -> None:
     """Turn a bert_status into the matching package exception (nothing for BERT_OK)."""
-    if status == lib.BERT_OK:
-        return
-    message = last_error() or f"libbert failed with status {status}"
-    if status == lib.BERT_ERR_TOO_LONG:
-        raise ContextLengthExceeded(message, param="input")
-    if status in (lib.BERT_ERR_EMPTY_INPUT, lib.BERT_ERR_BAD_TOKEN):
-        raise InvalidRequest(message, param="input")
-    if status == lib.BERT_ERR_LOAD:
-        raise ModelLoadError(message)
-    raise NativeError(message)
+    check_status(status, "", last_error, _ERRORS)
 
 
 def rows_to_json(vectors: np.ndarray) -> list[str]:
@@ -74,7 +66,6 @@ class BertModel(NativeHandle):
     """
 
     def __init__(self, path: str | os.PathLike, *, n_threads: int | None = None, n_batch: int = 0) -> None:
-        set_log_level()
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelLoadError(f"model file not found: {path}")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from localai.bindings import NativeHandle, load_native
-from localai.errors import InvalidRequest, ModelLoadError, NativeError
+from localai.bindings import NativeHandle, default_threads, load_native, native_log_level, require
+from localai.errors import DecodeError, GrammarError, ModelLoadError, NativeError
+from localai.sampling import SamplingParams
 
 _native = load_native("_llama_cffi")
 ffi, lib = _native.ffi, _native.lib
@@ -22,16 +22,33 @@ ffi, lib = _native.ffi, _native.lib
 _init_lock = threading.Lock()
 _initialised = False
 
-LOG_LEVELS = {"debug": lib.GGML_LOG_LEVEL_DEBUG, "info": lib.GGML_LOG_LEVEL_INFO,
-              "warn": lib.GGML_LOG_LEVEL_WARN, "error": lib.GGML_LOG_LEVEL_ERROR}
+
+def apply_log_level() -> None:
+    """Point ggml and llama.cpp at the process's log sink with the configured level."""
+    lib.localai_set_log_level(native_log_level())
 
 
-def backend_init(log_level: str | None = None) -> None:
+def log_sink_address() -> int:
+    """The address of the one C log sink, for the other native libraries to log through."""
+    return int(ffi.cast("uintptr_t", ffi.addressof(lib, "localai_log_sink")))
+
+
+apply_log_level()
+
+
+POOLING_NONE, POOLING_UNSPECIFIED = lib.LLAMA_POOLING_TYPE_NONE, lib.LLAMA_POOLING_TYPE_UNSPECIFIED
+POOLING_MEAN, POOLING_RANK = lib.LLAMA_POOLING_TYPE_MEAN, lib.LLAMA_POOLING_TYPE_RANK
+
+
+def max_parallel_sequences() -> int:
+    """The most sequences one llama context can hold."""
+    return int(lib.llama_max_parallel_sequences())
+
+
+def backend_init() -> None:
     """Initialise llama.cpp once per process (idempotent, thread-safe)."""
     global _initialised
     with _init_lock:
-        level = log_level or os.environ.get("LOCALAI_NATIVE_LOG", "warn")
-        lib.localai_llama_set_log_level(LOG_LEVELS.get(level, lib.GGML_LOG_LEVEL_WARN))
         if not _initialised:
             lib.llama_backend_init()
             _initialised = True
@@ -44,11 +61,6 @@ def system_info() -> str:
 
 def ggml_version() -> str:
     return ffi.string(lib.localai_ggml_version()).decode()
-
-
-def _check(ok: bool, message: str, cls: type[NativeError] = NativeError) -> None:
-    if not ok:
-        raise cls(message)
 
 
 class Model(NativeHandle):
@@ -69,7 +81,7 @@ class Model(NativeHandle):
                             (False, True): lib.LLAMA_LOAD_MODE_MLOCK,
                             (False, False): lib.LLAMA_LOAD_MODE_NONE}[(use_mmap, use_mlock)]
         ptr = lib.llama_model_load_from_file(path.encode(), params)
-        _check(ptr != ffi.NULL, f"llama.cpp could not load the model {path}", ModelLoadError)
+        require(ptr != ffi.NULL, f"llama.cpp could not load the model {path}", ModelLoadError)
         self._ptr = ptr
         self.path = path
         self.vocab = lib.llama_model_get_vocab(ptr)
@@ -82,6 +94,8 @@ class Model(NativeHandle):
         self.fim = (lib.llama_vocab_fim_pre(self.vocab), lib.llama_vocab_fim_suf(self.vocab),
                     lib.llama_vocab_fim_mid(self.vocab))
         self.has_encoder = bool(lib.llama_model_has_encoder(ptr))
+        self.has_decoder = bool(lib.llama_model_has_decoder(ptr))
+        self.n_embd_out = lib.llama_model_n_embd_out(ptr)  # what pooled embeddings have
         self._piece_cache: dict[int, bytes] = {}
 
     def description(self) -> str:
@@ -184,14 +198,6 @@ class Batch(NativeHandle):
         return self._struct.n_tokens - 1
 
 
-class DecodeError(NativeError):
-    """llama_decode failed; ``status`` 1 means no KV slot was free for the batch."""
-
-    def __init__(self, status: int):
-        super().__init__(f"llama_decode returned {status}")
-        self.status = status
-
-
 class Context(NativeHandle):
     """An inference context: KV cache for up to ``n_seq_max`` parallel sequences."""
 
@@ -217,7 +223,7 @@ class Context(NativeHandle):
         if pooling is not None:
             params.pooling_type = pooling
         ptr = lib.llama_init_from_model(model._live(), params)
-        _check(ptr != ffi.NULL, "llama.cpp could not create a context (out of memory?)", ModelLoadError)
+        require(ptr != ffi.NULL, "llama.cpp could not create a context (out of memory?)", ModelLoadError)
         self._ptr = ptr
         self.model = model
         self.n_ctx = lib.llama_n_ctx(ptr)
@@ -242,63 +248,28 @@ class Context(NativeHandle):
     def logits(self, index: int) -> np.ndarray:
         """Logits of the batch position ``index`` (a copy-free view valid until the next decode)."""
         ptr = lib.llama_get_logits_ith(self._live(), index)
-        _check(ptr != ffi.NULL, f"no logits for batch index {index}")
+        require(ptr != ffi.NULL, f"no logits for batch index {index}")
         return np.frombuffer(ffi.buffer(ptr, self.model.n_vocab * 4), dtype=np.float32)
 
     def embeddings_seq(self, seq_id: int) -> np.ndarray:
         ptr = lib.llama_get_embeddings_seq(self._live(), seq_id)
-        _check(ptr != ffi.NULL, f"no pooled embeddings for sequence {seq_id}")
-        n = lib.llama_model_n_embd_out(self.model._live())
-        return np.frombuffer(ffi.buffer(ptr, n * 4), dtype=np.float32).copy()
+        require(ptr != ffi.NULL, f"no pooled embeddings for sequence {seq_id}")
+        return np.frombuffer(ffi.buffer(ptr, self.model.n_embd_out * 4), dtype=np.float32).copy()
 
     def embeddings_ith(self, index: int) -> np.ndarray:
         ptr = lib.llama_get_embeddings_ith(self._live(), index)
-        _check(ptr != ffi.NULL, f"no embeddings for batch index {index}")
+        require(ptr != ffi.NULL, f"no embeddings for batch index {index}")
         return np.frombuffer(ffi.buffer(ptr, self.model.n_embd * 4), dtype=np.float32).copy()
 
     # ---- KV memory per sequence ----
     def seq_remove(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
         return bool(lib.llama_memory_seq_rm(self.memory, seq_id, p0, p1))
 
-    def seq_copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
-        lib.llama_memory_seq_cp(self.memory, src, dst, p0, p1)
-
     def seq_pos_max(self, seq_id: int) -> int:
         return lib.llama_memory_seq_pos_max(self.memory, seq_id)
 
     def memory_clear(self) -> None:
         lib.llama_memory_clear(self.memory, True)
-
-
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
-@dataclass
-class SamplingParams:
-    """What one sequence samples with; defaults follow the OpenAI API."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    typical_p: float = 1.0
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: int | None = None
-    logit_bias: dict[int, float] = field(default_factory=dict)
-    grammar: str | None = None
-
-
-class InvalidGrammar(InvalidRequest):
-    """The GBNF grammar of a request does not parse."""
-
-    code = "invalid_grammar"
-
-    def __init__(self, message: str):
-        super().__init__(message, param="grammar")
 
 
 class Sampler(NativeHandle):
@@ -324,10 +295,10 @@ class Sampler(NativeHandle):
             self._grammar = lib.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
             if self._grammar == ffi.NULL:
                 self.close()
-                raise InvalidGrammar("llama.cpp could not parse the grammar")
+                raise GrammarError("llama.cpp could not parse the grammar")
             self._candidates = ffi.new("llama_token_data[]", n_vocab)
-        if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
-            add(lib.llama_sampler_init_penalties(params.repeat_last_n, params.repeat_penalty,
+        if params.uses_penalties:
+            add(lib.llama_sampler_init_penalties(n_vocab, params.repeat_last_n, params.repeat_penalty,
                                                  params.frequency_penalty, params.presence_penalty))
         if params.temperature <= 0:
             add(lib.llama_sampler_init_greedy())
@@ -355,11 +326,3 @@ class Sampler(NativeHandle):
         if grammar != ffi.NULL:
             lib.llama_sampler_free(grammar)
         super().close()
-
-    def accept(self, token: int) -> None:
-        lib.llama_sampler_accept(self._live(), token)
-
-    def accept_many(self, tokens: Iterable[int]) -> None:
-        ptr = self._live()
-        for t in tokens:
-            lib.llama_sampler_accept(ptr, t)

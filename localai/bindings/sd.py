@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from localai.bindings import NativeHandle, load_native
-from localai.errors import InvalidRequest, ModelLoadError, NativeError
+from localai.bindings import NativeHandle, check_status, load_native
+from localai.errors import InvalidRequest, ModelLoadError
 
 _native = load_native("_sd_cffi")
 ffi, lib = _native.ffi, _native.lib
@@ -29,16 +29,20 @@ _U64 = (1 << 64) - 1
 
 
 def _error(prefix: str) -> str:
-    message = ffi.string(lib.sd_last_error()).decode("utf-8", "replace")
+    message = _last_error()
     return f"{prefix}: {message}" if message else prefix
 
 
+# SD_ERR_INVALID: the caller's arguments (size, steps, mode, prompt length)
+_ERRORS = {lib.SD_ERR_INVALID: InvalidRequest}
+
+
+def _last_error() -> str:
+    return ffi.string(lib.sd_last_error()).decode("utf-8", "replace")
+
+
 def _check(status: int, what: str) -> int:
-    if status == lib.SD_ERR_INVALID:  # the caller's arguments (size, steps, mode, prompt length)
-        raise InvalidRequest(_error(what))
-    if status < 0:
-        raise NativeError(_error(what))
-    return status
+    return check_status(status, what, _last_error, _ERRORS)
 
 
 def version() -> str:

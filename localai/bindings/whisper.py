@@ -12,29 +12,20 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from localai.bindings import NativeHandle, load_native
+from localai.bindings import NativeHandle, default_threads, load_native
+from localai.bindings import llama as _llama
+from localai.capabilities import Segment, Token, Transcript, Word
 from localai.errors import ModelLoadError, NativeError
 
 _native = load_native("_whisper_cffi")
 ffi, lib = _native.ffi, _native.lib
 
 SAMPLE_RATE = lib.WHISPER_SAMPLE_RATE if hasattr(lib, "WHISPER_SAMPLE_RATE") else 16000
-_log_once = threading.Lock()
-_log_set = False
-
-
-def _quiet_logs() -> None:
-    global _log_set
-    with _log_once:
-        if not _log_set:
-            level = os.environ.get("LOCALAI_NATIVE_LOG", "warn")
-            lib.localai_whisper_set_log_level({"debug": lib.GGML_LOG_LEVEL_DEBUG, "info": lib.GGML_LOG_LEVEL_INFO,
-                                               "error": lib.GGML_LOG_LEVEL_ERROR}.get(level, lib.GGML_LOG_LEVEL_WARN))
-            _log_set = True
+# whisper.cpp logs through the process's one sink (the llama module's), filtered by its level.
+lib.whisper_log_set(ffi.cast("ggml_log_callback", _llama.log_sink_address()), ffi.NULL)
 
 
 def system_info() -> str:
@@ -74,71 +65,12 @@ def language_id(code: str) -> int:
     return _language_ids().get(code.strip().lower(), -1) if code else -1
 
 
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
-@dataclass
-class Word:
-    """A word as whisper's tokens spell it (leading space dropped, punctuation kept)."""
-
-    text: str
-    start: float  # seconds
-    end: float
-    probability: float
-
-
-@dataclass
-class Token:
-    id: int
-    text: bytes  # may be part of a UTF-8 character
-    logprob: float
-    probability: float
-    start: float  # seconds; meaningful only with word_timestamps
-    end: float
-    is_timestamp: bool
-
-
-@dataclass
-class Segment:
-    start: float  # seconds
-    end: float
-    text: str
-    no_speech_prob: float = 0.0
-    seek: int = 0  # start of the 30 s decoding window, in 10 ms frames (OpenAI's `seek`)
-    tokens: list[Token] = field(default_factory=list)  # text and timestamp tokens
-    words: list[Word] = field(default_factory=list)  # filled with word_timestamps
-
-    @property
-    def token_ids(self) -> list[int]:
-        return [t.id for t in self.tokens]
-
-    @property
-    def avg_logprob(self) -> float:
-        return float(np.mean([t.logprob for t in self.tokens])) if self.tokens else 0.0
-
-
-@dataclass
-class Transcript:
-    language: str | None  # ISO 639-1 code
-    segments: list[Segment]
-
-    @property
-    def text(self) -> str:
-        return "".join(s.text for s in self.segments).strip()
-
-    @property
-    def words(self) -> list[Word]:
-        return [w for s in self.segments for w in s.words]
-
-
 class WhisperModel(NativeHandle):
     """A loaded whisper.cpp model (weights + vocabulary), shared by any number of states."""
 
     _free = staticmethod(lib.whisper_free)
 
     def __init__(self, path: str | os.PathLike, *, use_gpu: bool = False, flash_attn: bool = True) -> None:
-        _quiet_logs()
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelLoadError(f"model file not found: {path}")

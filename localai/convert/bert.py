@@ -16,7 +16,6 @@ import json
 import math
 import os
 import re
-import secrets
 import sys
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from localai.errors import ConversionError
+from localai.files import atomic_path, progress
 
 __all__ = [
     "ConversionError",
@@ -40,10 +42,6 @@ __all__ = [
     "read_safetensors",
     "vocab_to_gguf",
 ]
-
-
-class ConversionError(ValueError):
-    """The model folder is malformed or holds something this converter does not support."""
 
 
 OUTTYPES = ("f16", "f32")
@@ -547,16 +545,6 @@ def gguf_tensors(st: dict[str, np.ndarray], hp: HParams, outtype: str) -> Iterab
         yield gname, out
 
 
-def _progress(items: Iterable, total: int, desc: str) -> Iterable:
-    if not sys.stderr.isatty():  # keep logs and captured output free of bar redraws
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, total=total, desc=desc, unit="tensor", leave=False)
-
-
 def convert_bert_to_gguf(model_dir: str | os.PathLike, out_path: str | os.PathLike, *,
                          outtype: str = "f16", name: str | None = None) -> Path:
     """Convert a sentence-transformers BERT folder to a GGUF file (arch ``bert``).
@@ -592,26 +580,22 @@ def convert_bert_to_gguf(model_dir: str | os.PathLike, out_path: str | os.PathLi
               "[str]": gguf.GGUFValueType.ARRAY, "[i32]": gguf.GGUFValueType.ARRAY}
     subtypes = {"[str]": gguf.GGUFValueType.STRING, "[i32]": gguf.GGUFValueType.INT32}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    writer = gguf.GGUFWriter(tmp, arch="bert")
-    try:
-        for key, value, vtype in metadata:
-            writer.add_key_value(key, value, vtypes[vtype], sub_type=subtypes.get(vtype))
-        n_tensors = len(_expected_shapes(hp))
-        for gname, arr in _progress(gguf_tensors(st, hp, outtype), n_tensors, f"convert {model_dir.name}"):
-            writer.add_tensor(gname, arr)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+    with atomic_path(out) as tmp:
+        writer = gguf.GGUFWriter(tmp, arch="bert")
+        try:
+            for key, value, vtype in metadata:
+                writer.add_key_value(key, value, vtypes[vtype], sub_type=subtypes.get(vtype))
+            n_tensors = len(_expected_shapes(hp))
+            for gname, arr in progress(gguf_tensors(st, hp, outtype), total=n_tensors,
+                                       desc=f"convert {model_dir.name}", unit="tensor"):
+                writer.add_tensor(gname, arr)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
         with open(tmp, "rb+") as fh:  # the rename must not become visible before the data
             os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
     return out
 
 

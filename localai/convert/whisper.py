@@ -16,12 +16,15 @@ import os
 import re
 import struct
 import sys
-import tempfile
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from localai.convert.bpe import bytes_to_unicode
+from localai.errors import ConversionError
+from localai.files import atomic_output, progress
 
 __all__ = [
     "ConversionError",
@@ -55,10 +58,6 @@ _BF16 = 5
 
 _GGML_F32 = 0
 _GGML_F16 = 1
-
-
-class ConversionError(ValueError):
-    """The input is malformed or uses a feature this converter does not support."""
 
 
 # --------------------------------------------------------------------------- CT2 reader
@@ -184,23 +183,6 @@ def _bf16_to_f32(arr: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- vocab
-
-
-@lru_cache(maxsize=1)
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character table used by byte-level BPE vocabularies.
-
-    Printable Latin-1 bytes map to themselves; the other 68 bytes are shifted to
-    U+0100 upwards so every token is a printable string (space -> 'Ġ', newline -> 'Ċ').
-    """
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table = {b: chr(b) for b in keep}
-    shift = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + shift)
-            shift += 1
-    return table
 
 
 @lru_cache(maxsize=1)
@@ -500,17 +482,6 @@ def _to_float(arr: np.ndarray, ttype: int) -> np.ndarray:
 # --------------------------------------------------------------------------- writer
 
 
-def _progress(items: list, desc: str):
-    # tqdm is optional here: progress is a nicety and the converter must run without it.
-    if not sys.stderr.isatty():
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, unit="tensor", leave=False)
-
-
 def _write_ggml(fh, hp: dict[str, int], filters: np.ndarray, vocab: list[bytes],
                 tensors: list[tuple[str, np.ndarray]]) -> None:
     fh.write(struct.pack("<I", GGML_MAGIC))
@@ -521,7 +492,7 @@ def _write_ggml(fh, hp: dict[str, int], filters: np.ndarray, vocab: list[bytes],
     for token in vocab:
         fh.write(struct.pack("<I", len(token)))
         fh.write(token)
-    for name, arr in _progress(tensors, "ggml tensors"):
+    for name, arr in progress(tensors, desc="ggml tensors", unit="tensor"):
         ttype = _ggml_dtype(name, arr)
         data = _to_float(arr, ttype)
         raw_name = name.encode("utf-8")
@@ -550,21 +521,8 @@ def convert_ct2_to_ggml(model_dir: str | os.PathLike, out_path: str | os.PathLik
         raise ConversionError(f"tokenizer has {len(vocab)} regular tokens but the model only {hp['n_vocab']} embeddings")
     filters = mel_filters(hp["n_mels"])
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write_ggml(fh, hp, filters, vocab, tensors)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a model file should be readable like any other
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_output(out_path, sync=True) as fh:
+        _write_ggml(fh, hp, filters, vocab, tensors)
     return out_path
 
 

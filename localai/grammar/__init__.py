@@ -1,23 +1,15 @@
-"""Grammar-constrained generation helpers.
+"""Grammar-constrained generation: GBNF text for llama.cpp's grammar sampler.
 
-* :mod:`.json_schema` converts JSON Schema (response_format ``json_schema``,
-  tool parameters) into GBNF for llama.cpp's grammar sampler.
-* :mod:`.gbnf` parses/validates GBNF text and can match or sample strings
-  (used by tests and to check user grammars before they reach C).
+- ``gbnf``: the expression tree, its builders and renderer, and a parser that checks GBNF
+  text the way llama.cpp's would.
+- ``json_schema``: JSON Schema -> GBNF (``response_format`` json_schema, tool parameters),
+  with ``json_rules`` (shared JSON rules and formats), ``json_keywords`` (the vocabulary),
+  ``schema_algebra`` (allOf/oneOf reasoning), ``regex`` (``pattern``) and ``numeric``
+  (integer and number bounds).
+- ``tools``: tool-call grammars composed with what a request allows (parallel calls, text).
 """
 
-from .gbnf import Grammar, GrammarError, check as check_gbnf, matches, parse as parse_gbnf, sample
-from .json_schema import JSON_OBJECT_GBNF, UnsupportedSchema, schema_to_gbnf, tool_call_gbnf
+from localai.grammar.json_schema import JSON_OBJECT_GBNF, schema_to_gbnf
+from localai.grammar.tools import tool_call_gbnf, tool_calls_gbnf
 
-__all__ = [
-    "Grammar",
-    "GrammarError",
-    "JSON_OBJECT_GBNF",
-    "UnsupportedSchema",
-    "check_gbnf",
-    "matches",
-    "parse_gbnf",
-    "sample",
-    "schema_to_gbnf",
-    "tool_call_gbnf",
-]
+__all__ = ["JSON_OBJECT_GBNF", "schema_to_gbnf", "tool_call_gbnf", "tool_calls_gbnf"]

@@ -1,19 +1,17 @@
 """A small pure-Python implementation of GBNF, llama.cpp's grammar format.
 
-Three jobs:
-
+* The expression tree (``Lit``, ``CharClass``, ``Ref``, ``Seq``, ``Alt``, ``Rep``...) that
+  generated grammars are built from (``seq``/``alt``/``opt``/``cc`` flatten as they go) and
+  :func:`render` writes as GBNF text.
 * :func:`parse` turns GBNF text into a :class:`Grammar` (a dict of rule name
   -> expression tree) and rejects what llama.cpp's own parser would reject,
   with a line/column in the message: syntax errors, unknown escapes, undefined
   rules, repetition counts over llama.cpp's ``MAX_REPETITION_THRESHOLD`` and
   left recursion.  This lets user-supplied grammars be checked before they
   reach C, where a bad grammar only produces a log line and a NULL sampler.
-* :func:`matches` is a recogniser (memoised "set of end positions" parser, fine
-  for test-sized inputs; left recursion is rejected at parse time, so it
-  terminates).
-* :func:`sample` draws a random string from the grammar; past ``max_depth``
-  nested rule expansions it switches to the shortest derivations, so it always
-  terminates for grammars whose start rule can derive a finite string.
+
+(A recogniser and a random sampler over these trees live with the tests, which use them
+to check generated grammars: ``tests/gbnf_support.py``.)
 
 The syntax accepted mirrors llama.cpp's ``llama_grammar_parser``:
 
@@ -32,10 +30,10 @@ rejected here.  As in llama.cpp, a rule defined twice keeps its last body.
 
 from __future__ import annotations
 
-import random as _random
-import sys
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
+
+from localai.errors import GrammarError, LeftRecursion
 
 __all__ = [
     "GrammarError",
@@ -49,28 +47,17 @@ __all__ = [
     "Grammar",
     "parse",
     "check",
-    "matches",
-    "sample",
     "render",
+    "seq",
+    "alt",
+    "opt",
+    "cc",
     "MAX_REPETITION_THRESHOLD",
 ]
 
 # llama.cpp: src/llama-grammar.cpp MAX_REPETITION_THRESHOLD
 MAX_REPETITION_THRESHOLD = 2000
 _MAX_CODEPOINT = 0x10FFFF
-
-
-class GrammarError(ValueError):
-    """A GBNF grammar that llama.cpp would refuse (or that cannot be used)."""
-
-    def __init__(self, message: str, line: Optional[int] = None, col: Optional[int] = None):
-        self.message = message
-        self.line = line
-        self.col = col
-        if line is not None:
-            super().__init__(f"line {line}, column {col}: {message}")
-        else:
-            super().__init__(message)
 
 
 # --------------------------------------------------------------------------
@@ -132,6 +119,72 @@ Node = Union[Lit, CharClass, AnyChar, Ref, Seq, Alt, Rep]
 EMPTY = Seq(())
 
 
+# --------------------------------------------------------------------------
+# Building expressions (flattening and merging as they go)
+# --------------------------------------------------------------------------
+
+
+def seq(*items: Node) -> Node:
+    flat: List[Node] = []
+    for it in items:
+        parts = it.items if isinstance(it, Seq) else (it,)
+        for p in parts:
+            if isinstance(p, Rep) and p.max == 0:
+                continue
+            if isinstance(p, Lit):
+                if not p.text:
+                    continue
+                if flat and isinstance(flat[-1], Lit):
+                    flat[-1] = Lit(flat[-1].text + p.text)
+                    continue
+            flat.append(p)
+    if not flat:
+        return EMPTY
+    if len(flat) == 1:
+        return flat[0]
+    return Seq(tuple(flat))
+
+
+def alt(*options: Node) -> Node:
+    flat: List[Node] = []
+    seen = set()
+    for o in options:
+        for p in (o.options if isinstance(o, Alt) else (o,)):
+            if p not in seen:
+                seen.add(p)
+                flat.append(p)
+    if not flat:
+        raise ValueError("empty alternation")
+    if len(flat) == 1:
+        return flat[0]
+    return Alt(tuple(flat))
+
+
+def opt(node: Node) -> Node:
+    return Rep(node, 0, 1)
+
+
+def char_ranges(spec: str) -> Tuple[Tuple[int, int], ...]:
+    """'0-9a-f_' -> ranges; a '-' is a range only between two characters."""
+    out = []
+    i = 0
+    while i < len(spec):
+        if i + 2 < len(spec) and spec[i + 1] == "-":
+            out.append((ord(spec[i]), ord(spec[i + 2])))
+            i += 3
+        else:
+            out.append((ord(spec[i]), ord(spec[i])))
+            i += 1
+    return tuple(out)
+
+
+def cc(spec: str, negated: bool = False) -> CharClass:
+    return CharClass(char_ranges(spec), negated)
+
+
+DIGIT = cc("0-9")
+
+
 class Grammar:
     """Parsed grammar: ordered ``rules`` mapping name -> expression."""
 
@@ -150,7 +203,7 @@ class Grammar:
 
     def check_defined(self) -> None:
         for name, body in self.rules.items():
-            for ref in _refs(body):
+            for ref in refs(body):
                 if ref not in self.rules:
                     raise GrammarError(f"undefined rule identifier '{ref}' (used in rule '{name}')")
 
@@ -201,7 +254,7 @@ class Grammar:
             while changed:
                 changed = False
                 for name, body in self.rules.items():
-                    h = _height(body, heights)
+                    h = height(body, heights)
                     if h < heights[name]:
                         heights[name] = h
                         changed = True
@@ -211,23 +264,8 @@ class Grammar:
     def productive(self, start: str = "root") -> bool:
         return self.rule_heights().get(start, float("inf")) != float("inf")
 
-    # -- use ---------------------------------------------------------------
 
-    def matches(self, text: str, start: str = "root") -> bool:
-        if start not in self.rules:
-            raise GrammarError(f"grammar does not contain a '{start}' rule")
-        return _Matcher(self, text).run(start)
-
-    def sample(self, rng: Optional[_random.Random] = None, max_depth: int = 12,
-               start: str = "root") -> str:
-        if start not in self.rules:
-            raise GrammarError(f"grammar does not contain a '{start}' rule")
-        if not self.productive(start):
-            raise GrammarError(f"rule '{start}' cannot derive any finite string")
-        return _Sampler(self, rng or _random.Random(), max_depth).run(start)
-
-
-def _refs(node: Node) -> Iterable[str]:
+def refs(node: Node) -> Iterable[str]:
     stack = [node]
     while stack:
         n = stack.pop()
@@ -276,19 +314,19 @@ def _first_refs(node: Node, null: Dict[str, bool]) -> set:
     return out
 
 
-def _height(node: Node, heights: Dict[str, float]) -> float:
+def height(node: Node, heights: Dict[str, float]) -> float:
     if isinstance(node, (Lit, CharClass, AnyChar)):
         return 0
     if isinstance(node, Ref):
         return 1 + heights.get(node.name, float("inf"))
     if isinstance(node, Seq):
-        return max((_height(i, heights) for i in node.items), default=0)
+        return max((height(i, heights) for i in node.items), default=0)
     if isinstance(node, Alt):
-        return min((_height(o, heights) for o in node.options), default=float("inf"))
+        return min((height(o, heights) for o in node.options), default=float("inf"))
     if isinstance(node, Rep):
         if node.min == 0 or node.max == 0:
             return 0
-        return _height(node.item, heights)
+        return height(node.item, heights)
     raise TypeError(node)
 
 
@@ -396,7 +434,7 @@ class _Parser:
         grammar = Grammar(self.rules)
         bad = grammar.left_recursive_rule()
         if bad is not None:
-            raise GrammarError(f"left recursion detected for rule '{bad}' (llama.cpp rejects it)")
+            raise LeftRecursion(f"left recursion detected for rule '{bad}' (llama.cpp rejects it)")
         return grammar
 
     def parse_rule(self, pos: int) -> int:
@@ -577,26 +615,6 @@ def check(text: str, start: str = "root") -> Grammar:
     return grammar
 
 
-def _as_grammar(grammar: Union[str, Grammar]) -> Grammar:
-    return grammar if isinstance(grammar, Grammar) else parse(grammar)
-
-
-def matches(grammar: Union[str, Grammar], text: str, start: str = "root") -> bool:
-    """True iff ``text`` (as a whole) derives from rule ``start``."""
-    return _as_grammar(grammar).matches(text, start)
-
-
-def sample(grammar: Union[str, Grammar], rng: Optional[_random.Random] = None,
-           max_depth: int = 12, start: str = "root") -> str:
-    """A random string derived from ``start``.
-
-    Up to ``max_depth`` nested rule expansions the choices are random
-    (repetitions continue with probability 1/2 each); deeper than that the
-    sampler only takes shortest derivations, so it always terminates.
-    """
-    return _as_grammar(grammar).sample(rng, max_depth, start)
-
-
 # --------------------------------------------------------------------------
 # Rendering
 # --------------------------------------------------------------------------
@@ -712,181 +730,3 @@ def render(rules: Dict[str, Node]) -> str:
 
 def render_node(node: Node) -> str:
     return _render(node, "top")
-
-
-# --------------------------------------------------------------------------
-# Recogniser
-# --------------------------------------------------------------------------
-
-
-class _Matcher:
-    def __init__(self, grammar: Grammar, text: str):
-        self.rules = grammar.rules
-        self.text = text
-        self.n = len(text)
-        self.memo: Dict[Tuple[str, int], FrozenSet[int]] = {}
-        self.active: set = set()
-
-    def run(self, start: str) -> bool:
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(limit, 20000))
-        try:
-            return self.n in self.ends(Ref(start), 0)
-        finally:
-            sys.setrecursionlimit(limit)
-
-    def ends(self, node: Node, i: int) -> FrozenSet[int]:
-        t = type(node)
-        if t is Ref:
-            key = (node.name, i)
-            got = self.memo.get(key)
-            if got is None:
-                if key in self.active:  # only reachable with left recursion
-                    return frozenset()
-                self.active.add(key)
-                got = self.ends(self.rules[node.name], i)
-                self.active.discard(key)
-                self.memo[key] = got
-            return got
-        if t is Lit:
-            if self.text.startswith(node.text, i):
-                return frozenset((i + len(node.text),))
-            return frozenset()
-        if t is CharClass:
-            if i < self.n and node.contains(self.text[i]):
-                return frozenset((i + 1,))
-            return frozenset()
-        if t is AnyChar:
-            return frozenset((i + 1,)) if i < self.n else frozenset()
-        if t is Seq:
-            cur: FrozenSet[int] = frozenset((i,))
-            for item in node.items:
-                nxt: set = set()
-                for p in cur:
-                    nxt |= self.ends(item, p)
-                if not nxt:
-                    return frozenset()
-                cur = frozenset(nxt)
-            return cur
-        if t is Alt:
-            out: set = set()
-            for o in node.options:
-                out |= self.ends(o, i)
-            return frozenset(out)
-        if t is Rep:
-            lo, hi = node.min, node.max
-            results: set = set()
-            if lo == 0:
-                results.add(i)
-            cur = frozenset((i,))
-            seen = {i}
-            count = 0
-            while cur and (hi is None or count < hi):
-                nxt = set()
-                for p in cur:
-                    nxt |= self.ends(node.item, p)
-                count += 1
-                if count >= lo:
-                    results |= nxt
-                    if hi is None:
-                        nxt -= seen  # revisiting a position adds nothing new
-                        seen |= nxt
-                cur = frozenset(nxt)
-            return frozenset(results)
-        raise TypeError(node)
-
-
-# --------------------------------------------------------------------------
-# Sampler
-# --------------------------------------------------------------------------
-
-# Characters tried for negated classes and '.', in addition to ranges' own.
-_POOL = [chr(c) for c in range(0x20, 0x7F)] + list("\n\t\u00e9\u00fc\u00df\u03a9\u4e2d\u6587\U0001F600")
-
-
-class _Sampler:
-    def __init__(self, grammar: Grammar, rng: _random.Random, max_depth: int):
-        self.rules = grammar.rules
-        self.rule_h = grammar.rule_heights()
-        self.rng = rng
-        self.max_depth = max_depth
-        self.h_cache: Dict[int, float] = {}
-        self.out: List[str] = []
-
-    def h(self, node: Node) -> float:
-        key = id(node)
-        v = self.h_cache.get(key)
-        if v is None:
-            v = _height(node, self.rule_h)
-            self.h_cache[key] = v
-        return v
-
-    def run(self, start: str) -> str:
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(limit, 20000))
-        try:
-            self.gen(Ref(start), 0)
-        finally:
-            sys.setrecursionlimit(limit)
-        return "".join(self.out)
-
-    def pick_char(self, node: Union[CharClass, AnyChar]) -> str:
-        rng = self.rng
-        if isinstance(node, AnyChar):
-            return rng.choice(_POOL)
-        if node.negated:
-            pool = [c for c in _POOL if node.contains(c)]
-            if pool:
-                return rng.choice(pool)
-            for _ in range(1000):
-                c = chr(rng.randrange(0x20, 0x3000))
-                if node.contains(c):
-                    return c
-            raise GrammarError("cannot find a character outside a negated class")
-        sizes = [hi - lo + 1 for lo, hi in node.ranges if hi >= lo]
-        total = sum(sizes)
-        if total == 0:
-            raise GrammarError("empty character class")
-        if total > 512:
-            pool = [c for c in _POOL if node.contains(c)]
-            if pool and rng.random() < 0.9:
-                return rng.choice(pool)
-        for _ in range(100):
-            k = rng.randrange(total)
-            for (lo, hi), size in zip(node.ranges, sizes):
-                if k < size:
-                    o = lo + k
-                    break
-                k -= size
-            if not 0xD800 <= o <= 0xDFFF:
-                return chr(o)
-        return chr(o)
-
-    def gen(self, node: Node, depth: int) -> None:
-        t = type(node)
-        if t is Lit:
-            self.out.append(node.text)
-        elif t is CharClass or t is AnyChar:
-            self.out.append(self.pick_char(node))
-        elif t is Ref:
-            self.gen(self.rules[node.name], depth + 1)
-        elif t is Seq:
-            for item in node.items:
-                self.gen(item, depth)
-        elif t is Alt:
-            options = [o for o in node.options if self.h(o) != float("inf")]
-            if depth >= self.max_depth:
-                best = min(self.h(o) for o in options)
-                options = [o for o in options if self.h(o) == best]
-            self.gen(self.rng.choice(options), depth)
-        elif t is Rep:
-            count = node.min
-            item_ok = self.h(node.item) != float("inf")
-            if depth < self.max_depth and item_ok:
-                cap = node.max if node.max is not None else node.min + 64
-                while count < cap and self.rng.random() < 0.5:
-                    count += 1
-            for _ in range(count):
-                self.gen(node.item, depth)
-        else:
-            raise TypeError(node)

@@ -55,22 +55,6 @@ int32_t fail(int32_t status, const char * fmt, ...) {
     return status;
 }
 
-std::atomic<int> g_log_level{BERT_LOG_WARN};
-
-void log_sink(enum ggml_log_level level, const char * text, void * /*user_data*/) {
-    int ours;
-    switch (level) {
-        case GGML_LOG_LEVEL_DEBUG: ours = BERT_LOG_DEBUG; break;
-        case GGML_LOG_LEVEL_INFO:  ours = BERT_LOG_INFO;  break;
-        case GGML_LOG_LEVEL_WARN:  ours = BERT_LOG_WARN;  break;
-        case GGML_LOG_LEVEL_ERROR: ours = BERT_LOG_ERROR; break;
-        default:                   ours = BERT_LOG_DEBUG; break;  // continuation lines: only when verbose
-    }
-    if (ours >= g_log_level.load(std::memory_order_relaxed)) {
-        fputs(text, stderr);
-    }
-}
-
 std::string meta_string(const llama_model * model, const std::string & key) {
     char buf[256];
     const int32_t n = llama_model_meta_val_str(model, key.c_str(), buf, sizeof(buf));
@@ -138,10 +122,8 @@ struct bert_ctx * bert_load_from_file(const char * path, int32_t n_threads, int3
     fclose(probe);
 
     static std::once_flag backend_once;
-    std::call_once(backend_once, [] {
-        llama_log_set(log_sink, nullptr);
-        llama_backend_init();
-    });
+    // Logging is the caller's: localai installs one sink for every native library.
+    std::call_once(backend_once, [] { llama_backend_init(); });
 
     bert_ctx * ctx = new (std::nothrow) bert_ctx();
     if (ctx == nullptr) {
@@ -493,11 +475,6 @@ int32_t bert_encode_batch(struct bert_ctx * ctx, int32_t n_inputs, const char **
 
 const char * bert_last_error(void) {
     return g_last_error.c_str();
-}
-
-void bert_set_log_level(enum bert_log_level level) {
-    g_log_level.store((int) level, std::memory_order_relaxed);
-    llama_log_set(log_sink, nullptr);
 }
 
 }  // extern "C"

@@ -49,14 +49,6 @@ enum bert_status {
     BERT_ERR_OUT_OF_MEMORY    = -8
 };
 
-enum bert_log_level {
-    BERT_LOG_DEBUG = 0,
-    BERT_LOG_INFO  = 1,
-    BERT_LOG_WARN  = 2,
-    BERT_LOG_ERROR = 3,
-    BERT_LOG_NONE  = 4
-};
-
 enum bert_pooling {
     BERT_POOLING_MEAN = 1,
     BERT_POOLING_CLS  = 2,
@@ -102,9 +94,6 @@ BERT_API int32_t bert_encode_tokens_batch(struct bert_ctx * ctx, int32_t n_input
 
 /* Why the last failing call on this thread failed ("" if none did). */
 BERT_API const char * bert_last_error(void);
-
-/* Which llama.cpp/ggml log lines reach stderr (default: warnings and errors). */
-BERT_API void bert_set_log_level(enum bert_log_level level);
 
 #ifdef __cplusplus
 }

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, LiveServer, UpstreamLlamaServer, paired_ratio, paired_rounds
+from tests.bench.support import UpstreamLlamaServer, paired_ratio, paired_rounds
+from tests.support import ROOT, LiveServer
 
 pytestmark = pytest.mark.bench
 

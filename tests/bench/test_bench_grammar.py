@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from localai.backends.llama import GenerationRequest, LlamaEngine, generate_text
-from localai.bindings.llama import SamplingParams
-from localai.grammar.json_schema import JSON_OBJECT_GBNF, schema_to_gbnf
+from localai.backends.llama import LlamaEngine
+from localai.capabilities import GenerationOptions
+from localai.grammar import JSON_OBJECT_GBNF, schema_to_gbnf
+from localai.sampling import SamplingParams
 
 pytestmark = pytest.mark.bench
 RESULTS: dict[str, float] = {}
@@ -35,11 +36,11 @@ def test_grammar_cost(benchmark, engine, grammar):
     rates: list[float] = []
 
     def run() -> None:
-        request = GenerationRequest(prompt=prompt, max_tokens=96, ignore_eos=grammar is None,
+        options = GenerationOptions(max_tokens=96, ignore_eos=grammar is None,
                                     sampling=SamplingParams(temperature=0, grammar=GRAMMARS[grammar]))
         started = time.perf_counter()
-        _, finished = generate_text(engine, request)
-        rates.append(finished.completion_tokens / (time.perf_counter() - started))
+        _, finished = engine.generate([prompt], options).collect()
+        rates.append(finished[0].completion_tokens / (time.perf_counter() - started))
 
     benchmark.group = "grammar"
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)

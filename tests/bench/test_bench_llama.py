@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer, UpstreamLlamaServer, paired_ratio, paired_rounds
+from tests.bench.support import UpstreamLlamaServer, paired_ratio, paired_rounds
+from tests.support import ROOT, LiveServer
 
 pytestmark = pytest.mark.bench
 
@@ -140,8 +141,10 @@ def test_bench_decode_ceiling(benchmark, smollm_path):
     beat the second figure; divided by llama-server's four-stream rate it bounds the ratio any
     scheduler could reach against it."""
     from localai.bindings import llama as L
+    from localai.bindings import set_native_log_level
 
-    L.backend_init("error")
+    set_native_log_level("error")
+    L.backend_init()
     steps = 128
     with L.Model(smollm_path) as model, \
             L.Context(model, n_ctx=4096 * PARALLEL, n_seq_max=PARALLEL, n_threads=THREADS) as ctx, \

@@ -17,7 +17,7 @@ import statistics
 import pytest
 
 from localai import sdassets
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = [pytest.mark.bench, pytest.mark.stablediffusion]
 

@@ -20,9 +20,9 @@ import time
 import pytest
 import requests
 
-from localai.bindings.whisper import default_threads
+from localai.bindings import default_threads
 from tests.audio_support import JFK_TEXT, JFK_WAV, MAX_WER, ROOT, wer
-from tests.conftest import LiveServer
+from tests.support import LiveServer
 
 WHISPER_CLI = ROOT / "build" / "bin" / "whisper-cli"
 ROUNDS = 9

@@ -12,7 +12,7 @@ import requests
 import soundfile
 
 from tests.audio_support import JFK_TEXT, JFK_WAV, MAX_WER, ROOT, wer
-from tests.conftest import LiveServer
+from tests.support import LiveServer
 
 MODEL = "whisper-1"
 

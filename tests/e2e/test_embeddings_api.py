@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, LiveServer
+from tests.support import ROOT, LiveServer
 
 REFERENCE = json.loads((ROOT / "tests" / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
 EMBED_MODEL = "text-embedding-ada-002"

@@ -13,7 +13,7 @@ import requests
 from PIL import Image
 
 from localai import sdassets
-from tests.conftest import LiveServer
+from tests.support import LiveServer
 
 MODEL = "stablediffusion"
 

@@ -8,7 +8,8 @@ import jsonschema
 import openai
 import pytest
 
-from tests.e2e.test_text_api import MODEL, post
+from tests.support import CHAT_MODEL as MODEL
+from tests.support import post
 
 WEATHER_TOOL = {
     "type": "function",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import threading
@@ -10,9 +9,9 @@ import threading
 import openai
 import pytest
 
-from tests.conftest import sse_events
+from tests.support import CHAT_MODEL as MODEL
+from tests.support import post, sse_events
 
-MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "What is the capital of France?"}]
 
@@ -20,16 +19,6 @@ QUESTION = [{"role": "system", "content": "You are a helpful assistant."},
 @pytest.fixture(scope="module")
 def client(server):
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-unused", max_retries=0)
-
-
-def post(server, path: str, body: dict | bytes, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    conn.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
-    response = conn.getresponse()
-    raw = response.read()
-    conn.close()
-    return response.status, dict(response.getheaders()), raw
 
 
 # ---- chat ----

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from localai.bindings.llama import SamplingParams
+from localai.capabilities import Delta, Finished, GenerationOptions
+from localai.sampling import SamplingParams
+
+GREEDY = SamplingParams(temperature=0)
 
 
 @pytest.fixture
@@ -15,35 +18,29 @@ def engine(smollm_engine):
 def test_a_finished_request_has_already_released_its_slot(engine):
     """Whoever hears "finished" (an HTTP handler about to answer) must find the slot free: a
     client that gets its answer and at once asks /backend/monitor sees no sequence left."""
-    from localai.backends.llama import Finished, GenerationRequest
-
     prompt = engine.tokenize("Name a colour:")
     for i in range(20):
-        request = engine.submit(GenerationRequest(prompt=prompt + [1000 + i], max_tokens=3,
-                                                  sampling=SamplingParams(temperature=0)))
-        events = list(request.stream())
+        generation = engine.generate([prompt + [1000 + i]], GenerationOptions(max_tokens=3, sampling=GREEDY))
+        events = [event for _, event in generation]
         assert isinstance(events[-1], Finished)
         assert engine.status()["active_sequences"] == 0, f"request {i}"
 
 
 def test_a_cancelled_request_ends_with_its_tokens_so_far(engine):
-    from localai.backends.llama import Delta, Finished, GenerationRequest
-
-    request = engine.submit(GenerationRequest(prompt=engine.tokenize("Tell a long story."), max_tokens=500,
-                                              ignore_eos=True, sampling=SamplingParams(temperature=0)))
-    first = next(request.stream())
+    generation = engine.generate([engine.tokenize("Tell a long story.")],
+                                 GenerationOptions(max_tokens=500, ignore_eos=True, sampling=GREEDY))
+    events = iter(generation)
+    _, first = next(events)
     assert isinstance(first, Delta)
-    request.cancel()
-    rest = list(request.stream())
+    generation.cancel()
+    rest = [event for _, event in events]
     assert isinstance(rest[-1], Finished) and rest[-1].completion_tokens < 500
     assert engine.status()["active_sequences"] == 0
 
 
 def _prompt_logprobs(engine, prompt: list[int]) -> list:
-    from localai.backends.llama import Delta, GenerationRequest
-
-    request = engine.submit(GenerationRequest(prompt=prompt, max_tokens=0, logprobs=0, prompt_logprobs=True))
-    return [lp for e in request.stream() if isinstance(e, Delta) for lp in e.logprobs or []]
+    generation = engine.generate([prompt], GenerationOptions(max_tokens=0, logprobs=0, prompt_logprobs=True))
+    return [lp for _, e in generation if isinstance(e, Delta) for lp in e.logprobs or []]
 
 
 def test_prompt_logprobs_are_the_same_across_prompt_chunks(engine, smollm_path):

@@ -9,6 +9,7 @@ import pytest
 import soundfile
 
 from localai.backends.whisper import WhisperEngine, load
+from localai.bindings import default_threads
 from localai.bindings import whisper as W
 from localai.config import ModelConfig, Parameters
 from localai.errors import InvalidRequest, NativeError
@@ -173,7 +174,7 @@ def test_engine_threads_default_from_settings(whisper_model_path):
     config = ModelConfig(name="w", backend="whisper", parameters=Parameters(model=whisper_model_path.name))
     eng = load(config, Settings(models_path=whisper_model_path.parent, threads=2))
     try:
-        assert eng.n_threads == 2 and eng.max_parallel == max(1, W.default_threads() // 2)
+        assert eng.n_threads == 2 and eng.max_parallel == max(1, default_threads() // 2)
     finally:
         eng.close()
     config.threads = 1

@@ -6,8 +6,8 @@ import zlib
 
 import pytest
 
-from localai.api.audio import compression_ratio, segments_json, srt, vtt, words_json
-from localai.bindings.whisper import Segment, Token, Transcript, Word
+from localai.api.routes.audio import compression_ratio, segments_json, srt, vtt, words_json
+from localai.capabilities import Segment, Token, Transcript, Word
 from tests.audio_support import wer
 
 

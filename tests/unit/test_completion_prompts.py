@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from localai.api.text import _batched_prompts, fim_prompt
+from localai.api.routes.completions import batched_prompts
+from localai.backends.llama.text import fim_prompt
 
 
 @pytest.mark.parametrize("prompt, expected", [
@@ -14,7 +15,7 @@ from localai.api.text import _batched_prompts, fim_prompt
     ([[1, 2], [3]], [[1, 2], [3]]),  # a batch of token-id prompts
 ])
 def test_every_openai_prompt_form_becomes_a_list_of_prompts(prompt, expected):
-    assert _batched_prompts(prompt) == expected
+    assert batched_prompts(prompt) == expected
 
 
 def test_fim_prompt_is_prefix_suffix_middle():

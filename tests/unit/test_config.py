@@ -65,7 +65,7 @@ def test_parse_minimal_defaults():
     assert config.backend == "llama"
     assert config.parameters == Parameters()
     assert config.template == TemplateConfig()
-    assert (config.mmap, config.f16, config.mlock, config.embeddings) == (True, False, False, False)
+    assert (config.mmap, config.mlock, config.embeddings) == (True, False, False)
     assert config.stopwords == [] and config.roles == {} and config.extra == {}
 
 
@@ -104,7 +104,7 @@ def test_parse_full_config_and_number_normalisation():
     assert p.max_tokens == 128 and isinstance(p.max_tokens, int)
     assert (p.top_k, p.seed, p.ignore_eos, p.min_p, p.top_p) == (40, -1, True, 0.05, None)
     assert (config.context_size, config.threads, config.parallel) == (2048, 4, 2)
-    assert (config.f16, config.mmap, config.embeddings) == (True, False, True)
+    assert (config.extra["f16"], config.mmap, config.embeddings) == (True, False, True)  # kept, unused
     assert config.template.chat == "{{.Input}}" and config.template.use_tokenizer_template
     assert config.roles == {"user": "USER:", "assistant": ""}
     assert config.system_prompt == "Be brief."

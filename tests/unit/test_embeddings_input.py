@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from localai.api.embeddings import MAX_INPUTS, encode_vectors, parse_input, shorten
-from localai.api.errors import APIError
+from localai.api.routes.embeddings import MAX_INPUTS, encode_vectors, parse_input, shorten
+from localai.api.http import error_info
+from localai.errors import RequestError
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -30,14 +31,14 @@ def test_accepted_forms(value, expected):
     [True], [[False]], [1.0], [[1, 2.5]], [["a"]], [None],
 ])
 def test_refused_forms(value):
-    with pytest.raises(APIError) as info:
+    with pytest.raises(RequestError) as info:
         parse_input(value)
-    assert info.value.code == 400 and info.value.param == "input"
+    assert error_info(info.value).status == 400 and info.value.param == "input"
 
 
 def test_too_many_inputs():
     assert len(parse_input(["x"] * MAX_INPUTS)) == MAX_INPUTS
-    with pytest.raises(APIError, match="at most"):
+    with pytest.raises(RequestError, match="at most"):
         parse_input(["x"] * (MAX_INPUTS + 1))
 
 

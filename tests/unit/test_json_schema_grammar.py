@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from localai.grammar import gbnf
-from localai.grammar.gbnf import GrammarError
-from localai.grammar.json_schema import JSON_OBJECT_GBNF, UnsupportedSchema, schema_to_gbnf, tool_call_gbnf
+from tests import gbnf_support as gbnf
+from localai.errors import GrammarError
+from localai.errors import UnsupportedSchema
+from localai.grammar import JSON_OBJECT_GBNF, schema_to_gbnf, tool_call_gbnf
 
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                     derandomize=True, database=None)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from localai import sdassets
-from localai.api.errors import APIError
-from localai.api.images import parse_size
+from localai.api.http import error_info
+from localai.errors import RequestError
+from localai.api.routes.images import parse_size
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,6 @@ def test_parse_size(value, expected):
 
 @pytest.mark.parametrize("value", ["256x", "x256", "-256x256", "256x256x3", 256, ["256x256"]])
 def test_parse_size_rejects(value):
-    with pytest.raises(APIError) as info:
+    with pytest.raises(RequestError) as info:
         parse_size(value)
-    assert info.value.code == 400 and info.value.param == "size"
+    assert error_info(info.value).status == 400 and info.value.param == "size"

@@ -184,7 +184,7 @@ def test_plain_chatml_fallback():
 
 
 def test_compiled_once_per_text():
-    from localai import templates
+    from localai.templates import sandbox as templates
 
     first = PromptTemplate("{{ x }}-cache-probe")
     second = PromptTemplate("{{ x }}-cache-probe", name="other")

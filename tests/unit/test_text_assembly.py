@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from localai.backends.llama import TextAssembler, _common_prefix
+from localai.backends.llama.scheduler import _common_prefix
+from localai.backends.llama.text import TextAssembler
 
 
 def feed_all(assembler: TextAssembler, pieces: list[bytes]) -> tuple[str, bool]:

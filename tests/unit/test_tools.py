@@ -8,8 +8,9 @@ import jsonschema
 import pytest
 
 from localai.api import tools
-from localai.api.errors import APIError
-from localai.grammar import gbnf
+from localai.api.http import error_info
+from localai.errors import RequestError
+from tests import gbnf_support as gbnf
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"],
@@ -37,9 +38,9 @@ def test_plan_modes():
     {"tools": [{"type": "function", "function": {"name": "has space"}}]},
 ])
 def test_bad_tool_requests(body):
-    with pytest.raises(APIError) as info:
+    with pytest.raises(RequestError) as info:
         tools.plan_tools(body)
-    assert info.value.code == 400
+    assert error_info(info.value).status == 400
 
 
 @pytest.mark.parametrize("mode", ["required", "named", "auto"])
@@ -107,7 +108,7 @@ def test_response_formats():
     assert tools.response_format_grammar({}) is None
     assert tools.response_format_grammar({"response_format": {"type": "text"}}) is None
     assert gbnf.matches(tools.response_format_grammar({"response_format": {"type": "json_object"}}), '{"a": 1}')
-    with pytest.raises(APIError) as info:
+    with pytest.raises(RequestError) as info:
         tools.response_format_grammar({"response_format": {"type": "json_schema", "json_schema": {
             "name": "x", "schema": {"type": "object", "patternProperties": {"^a": {}}}}}})
-    assert info.value.error_code == "unsupported_schema" and "patternProperties" in info.value.message
+    assert info.value.code == "unsupported_schema" and "patternProperties" in info.value.message

@@ -10,41 +10,37 @@ from __future__ import annotations
 import math
 import unicodedata
 import zlib
-from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
-from localai.api.errors import APIError, bad_request
+from localai.api.http import ApiRequest, Server, json_response, text_response
 from localai.audio import decode_audio
-from localai.backends.whisper import WhisperEngine
-from localai.bindings.whisper import Segment, Transcript
-
-if TYPE_CHECKING:
-    from localai.api.app import App
+from localai.capabilities import Capability, Segment, Transcript
+from localai.errors import InvalidRequest, PayloadTooLarge
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 GRANULARITIES = ("word", "segment")
 
 
-def transcriptions(app: "App", request: Request) -> Response:
+def on_transcriptions(app: Server, request: ApiRequest) -> Response:
     return _handle(app, request, translate=False)
 
 
-def translations(app: "App", request: Request) -> Response:
+def on_translations(app: Server, request: ApiRequest) -> Response:
     return _handle(app, request, translate=True)
 
 
-def _form(app: "App", request: Request):
+def _form(app: Server, request: ApiRequest):
     if request.mimetype != "multipart/form-data":
-        raise bad_request("Audio requests must be sent as multipart/form-data with the audio in a `file` field.",
-                          param="file")
+        raise InvalidRequest("Audio requests must be sent as multipart/form-data with the audio in a `file` field.",
+                             param="file")
     try:
         return request.form, request.files
     except RequestEntityTooLarge:
         limit = app.settings.upload_limit_mb
-        raise APIError(413, f"The uploaded file is larger than this server's limit of {limit:g} MB "
-                            "(--upload-limit / UPLOAD_LIMIT).", param="file", code="file_too_large") from None
+        raise PayloadTooLarge(f"The uploaded file is larger than this server's limit of {limit:g} MB "
+                              "(--upload-limit / UPLOAD_LIMIT).", param="file", code="file_too_large") from None
 
 
 def _temperature(value: str | None) -> float:
@@ -53,10 +49,10 @@ def _temperature(value: str | None) -> float:
     try:
         temperature = float(value)
     except ValueError:
-        raise bad_request(f"Invalid temperature {value!r}: expected a number between 0 and 1.",
-                          param="temperature") from None
+        raise InvalidRequest(f"Invalid temperature {value!r}: expected a number between 0 and 1.",
+                             param="temperature") from None
     if not 0.0 <= temperature <= 1.0:
-        raise bad_request(f"temperature must be between 0 and 1, got {temperature:g}.", param="temperature")
+        raise InvalidRequest(f"temperature must be between 0 and 1, got {temperature:g}.", param="temperature")
     return temperature
 
 
@@ -65,35 +61,30 @@ def _granularities(form, response_format: str) -> set[str]:
     wanted = {v.strip() for v in values if v.strip()}
     unknown = wanted - set(GRANULARITIES)
     if unknown:
-        raise bad_request(f"Invalid timestamp_granularities {sorted(unknown)}: use 'word' and/or 'segment'.",
-                          param="timestamp_granularities")
+        raise InvalidRequest(f"Invalid timestamp_granularities {sorted(unknown)}: use 'word' and/or 'segment'.",
+                             param="timestamp_granularities")
     if "word" in wanted and response_format != "verbose_json":
-        raise bad_request("timestamp_granularities 'word' requires response_format 'verbose_json'.",
-                          param="timestamp_granularities")
+        raise InvalidRequest("timestamp_granularities 'word' requires response_format 'verbose_json'.",
+                             param="timestamp_granularities")
     return wanted
 
 
-def _handle(app: "App", request: Request, *, translate: bool) -> Response:
+def _handle(app: Server, request: ApiRequest, *, translate: bool) -> Response:
     form, files = _form(app, request)
     upload = files.get("file")
     if upload is None:
-        raise bad_request("Missing the audio file: send it in the `file` field.", param="file")
-    config = app.manager.resolve(form.get("model") or None, app.model_from_bearer(request))
-    request.environ["localai.model"] = config.name
-    if config.backend != "whisper":
-        raise bad_request(f"The model `{config.name}` (backend {config.backend}) does not transcribe audio; "
-                          "use a whisper model.", param="model")
+        raise InvalidRequest("Missing the audio file: send it in the `file` field.", param="file")
+    config = app.resolve_model(request, form.get("model") or None)
+    app.manager.require(config, Capability.TRANSCRIPTION)
     response_format = (form.get("response_format") or "json").strip()
     if response_format not in RESPONSE_FORMATS:
-        raise bad_request(f"Invalid response_format {response_format!r}: use one of {', '.join(RESPONSE_FORMATS)}.",
-                          param="response_format")
+        raise InvalidRequest(f"Invalid response_format {response_format!r}: use one of {', '.join(RESPONSE_FORMATS)}.",
+                             param="response_format")
     granularities = _granularities(form, response_format)
     temperature = _temperature(form.get("temperature"))
     prompt = form.get("prompt") or None
 
-    engine = app.manager.engine(config)
-    if not isinstance(engine, WhisperEngine):
-        raise bad_request(f"The model `{config.name}` does not transcribe audio.", param="model")
+    engine = app.manager.engine_for(config, Capability.TRANSCRIPTION)
     if translate:
         engine.check_translate()
         language = None  # translations take no language: the source is detected
@@ -103,17 +94,17 @@ def _handle(app: "App", request: Request, *, translate: bool) -> Response:
     audio = decode_audio(upload.read(), max_seconds=app.settings.max_audio_seconds)
     transcript = engine.transcribe(audio.samples, language=language, translate=translate, prompt=prompt,
                                    temperature=temperature, word_timestamps="word" in granularities)
-    request.environ["localai.tokens"] = sum(len(s.tokens) for s in transcript.segments)
+    request.record.tokens = sum(len(s.tokens) for s in transcript.segments)
 
     if response_format == "text":
-        return _plain(transcript.text + "\n")
+        return text_response(transcript.text + "\n")
     if response_format == "srt":
-        return _plain(srt(transcript.segments))
+        return text_response(srt(transcript.segments))
     if response_format == "vtt":
-        return _plain(vtt(transcript.segments))
+        return text_response(vtt(transcript.segments))
     usage = {"type": "duration", "seconds": math.ceil(audio.duration)}
     if response_format == "json":
-        return _json({"text": transcript.text, "usage": usage})
+        return json_response({"text": transcript.text, "usage": usage})
     body: dict = {
         "task": "translate" if translate else "transcribe",
         # OpenAI: the input's language for transcriptions, the output's ("english") for translations.
@@ -127,20 +118,10 @@ def _handle(app: "App", request: Request, *, translate: bool) -> Response:
     if "word" in granularities:
         body["words"] = words_json(transcript)
     body["usage"] = usage
-    return _json(body)
+    return json_response(body)
 
 
 # ---- response bodies ----------------------------------------------------------------------------------
-
-def _json(payload: dict) -> Response:
-    from localai.api.app import json_response
-
-    return json_response(payload)
-
-
-def _plain(text: str) -> Response:
-    return Response(text, status=200, mimetype="text/plain")
-
 
 def compression_ratio(text: str) -> float:
     """OpenAI's gzip-style measure of repetition: raw bytes / zlib-compressed bytes."""

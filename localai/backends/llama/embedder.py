@@ -2,7 +2,7 @@
 ``embeddings: true``).
 
 ``LlamaEngine.embed`` delegates here. The embedder is a second llama.cpp context on the
-engine's already loaded model, created on first use, with embeddings on and the pooling
+engine's already loaded model, created (and closed) by the engine, with embeddings on and the pooling
 the GGUF names (mean when it names none, as for chat models). Many inputs go into one
 batch under distinct sequence ids; a batch is one micro-batch, because llama.cpp pools per
 micro-batch and a sequence split across two would be pooled from half its tokens.
@@ -11,16 +11,13 @@ micro-batch and a sequence split across two would be pooled from half its tokens
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from localai.backends.embedding_checks import check_token_lists
+from localai.backends.embeddings import check_token_lists
 from localai.bindings import llama as L
 from localai.errors import ConfigError, NativeError
-
-if TYPE_CHECKING:
-    from localai.backends.llama import LlamaEngine
 
 # The longest pass, and so the longest input. With a decoder model llama.cpp also computes
 # and stores logits for every token of an embedding pass (n_vocab floats each), so a larger
@@ -30,19 +27,17 @@ MAX_BATCH_TOKENS = 1024
 # all of its tokens (other inputs masked out), so its cost grows with the square of the pass.
 PASS_TOKENS = 256
 
-_create_lock = threading.Lock()
-
 
 class LlamaEmbedder:
     """Batched, pooled, L2-normalised embeddings over a llama.cpp model (thread-safe)."""
 
     def __init__(self, model: L.Model, *, threads: int | None = None, max_tokens: int | None = None) -> None:
-        if model.has_encoder and lib_has_decoder(model):
+        if model.has_encoder and model.has_decoder:
             raise ConfigError(f"{model.path}: encoder-decoder models do not produce embeddings here")
         pooling = model.pooling_type()
-        if pooling in (L.lib.LLAMA_POOLING_TYPE_NONE, L.lib.LLAMA_POOLING_TYPE_UNSPECIFIED):
-            pooling = L.lib.LLAMA_POOLING_TYPE_MEAN  # sentence-transformers' default
-        if pooling == L.lib.LLAMA_POOLING_TYPE_RANK:
+        if pooling in (L.POOLING_NONE, L.POOLING_UNSPECIFIED):
+            pooling = L.POOLING_MEAN  # sentence-transformers' default
+        if pooling == L.POOLING_RANK:
             raise ConfigError(f"{model.path} is a reranker (rank pooling), not an embedding model")
         arch = model.meta("general.architecture") or ""
         causal = model.meta(f"{arch}.attention.causal") != "false"
@@ -54,10 +49,10 @@ class LlamaEmbedder:
         # no cache and n_ctx only bounds positions, so leave it at the model's own.
         self.ctx = L.Context(model, n_ctx=self.n_batch if causal else 0, n_batch=self.n_batch,
                              n_ubatch=self.n_batch,
-                             n_seq_max=min(int(L.lib.llama_max_parallel_sequences()), self.n_batch),
+                             n_seq_max=min(L.max_parallel_sequences(), self.n_batch),
                              n_threads=threads, embeddings=True, pooling=pooling, kv_unified=True)
         self.max_tokens = self.n_batch
-        self.dimensions = int(L.lib.llama_model_n_embd_out(model._live()))
+        self.dimensions = int(model.n_embd_out)
         self._batch = L.Batch(self.n_batch)
         self._lock = threading.Lock()
 
@@ -95,9 +90,8 @@ class LlamaEmbedder:
         batch = self._batch
         batch.clear()
         for seq, ids in enumerate(tokens[first:last]):
-            batch.add(ids, 0, seq, True)
-        # Pooling reads every token: mark all as outputs (llama.cpp warns and overrides otherwise).
-        L.ffi.memmove(batch._struct.logits, b"\x01" * batch.n_tokens, batch.n_tokens)
+            # Pooling reads every token: all are outputs (llama.cpp warns and overrides otherwise).
+            batch.add(ids, 0, seq, True, logits_all=True)
         self.ctx.memory_clear()  # nothing from the previous pass may be attended to
         self.ctx.decode(batch)
         for seq in range(last - first):
@@ -107,30 +101,3 @@ class LlamaEmbedder:
         with self._lock:
             self._batch.close()
             self.ctx.close()
-
-
-def lib_has_decoder(model: L.Model) -> bool:
-    return bool(L.lib.llama_model_has_decoder(model._live()))
-
-
-def embedder_for(engine: "LlamaEngine") -> LlamaEmbedder:
-    """The engine's embedder, created on first use; its context is freed before the model."""
-    embedder = getattr(engine, "_localai_embedder", None)
-    if embedder is not None:
-        return embedder
-    with _create_lock:
-        embedder = getattr(engine, "_localai_embedder", None)
-        if embedder is None:
-            if getattr(engine, "_closed", False):
-                raise NativeError(f"model {engine.name} is unloaded")
-            embedder = LlamaEmbedder(engine.model, threads=engine.ctx.n_threads, max_tokens=engine.context_size)
-            close_engine = engine.close
-
-            def close_both() -> None:
-                # The embedder's context borrows the engine's model: free it first.
-                embedder.close()
-                close_engine()
-
-            engine.close = close_both
-            engine._localai_embedder = embedder
-    return embedder

@@ -1,0 +1,175 @@
+"""HTTP helpers every route uses: JSON bodies in and out, SSE, OpenAI error bodies, and the
+per-request record the access log reads. Imports nothing from the app or the routes.
+
+Errors are mapped from exception *classes* to status codes here (``error_response``), never
+from message text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol
+
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from localai import errors
+from localai.config import ModelConfig
+from localai.manager import ModelManager
+from localai.settings import Settings
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class RequestRecord:
+    """What one request did, for its access log line: set by the route, read once at the end."""
+
+    model: str | None = None
+    tokens: int | None = None  # completion tokens for text, prompt tokens for embeddings
+
+
+class ApiRequest(Request):
+    """A werkzeug request with its record."""
+
+    def __init__(self, environ: dict, *args: Any, **kwargs: Any) -> None:
+        super().__init__(environ, *args, **kwargs)
+        self.record = RequestRecord()
+
+
+class Server(Protocol):
+    """What a route handler may use of the application."""
+
+    settings: Settings
+    manager: ModelManager
+
+    def resolve_model(self, request: ApiRequest, requested: Any) -> ModelConfig:
+        """The model that answers: the request's ``model``, else the bearer token when it names a
+        model (only without API keys), else the first configured model; recorded for the log."""
+        ...
+
+
+Handler = Callable[..., Response]
+
+
+# ---- bodies -----------------------------------------------------------------------------------------
+
+def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json",
+                    headers=headers)
+
+
+def text_response(text: str) -> Response:
+    return Response(text, status=200, mimetype="text/plain")
+
+
+def read_json(request: Request) -> Any:
+    data = request.get_data(cache=False)
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise errors.InvalidRequest("We could not parse the JSON body of your request. The OpenAI API expects a "
+                                    "JSON payload.") from None
+
+
+def read_json_object(request: Request) -> dict:
+    body = read_json(request)
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+# ---- server-sent events -----------------------------------------------------------------------------
+
+def sse(payload: dict | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n".encode()
+
+
+def stream_response(chunks: Iterator[bytes], on_close: Callable[[], None]) -> Response:
+    """An SSE response whose first chunk is produced before any header goes out, so an early
+    failure is still a JSON error; ``on_close`` runs when the stream ends or the client leaves."""
+    try:
+        first = next(chunks)
+    except StopIteration:
+        first = b""
+    except Exception:
+        on_close()
+        raise
+
+    def body() -> Iterator[bytes]:
+        try:
+            if first:
+                yield first
+            yield from chunks
+        finally:
+            on_close()
+
+    return Response(body(), status=200, mimetype="text/event-stream", headers=SSE_HEADERS, direct_passthrough=True)
+
+
+# ---- errors -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    status: int
+    type: str
+    message: str
+    param: str | None = None
+    code: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+# Most specific first: the first class an exception is an instance of decides its status.
+_CLIENT_STATUS: tuple[tuple[type[errors.RequestError], int], ...] = (
+    (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
+    (errors.ModelNotFound, 404),
+    (errors.NotFound, 404),
+    (errors.MethodNotAllowed, 405),
+    (errors.PayloadTooLarge, 413),
+    (errors.UnsupportedMediaType, 415),
+    (errors.TooManyRequests, 429),
+    (errors.RequestError, 400),
+)
+_SERVER_STATUS: tuple[tuple[type[errors.LocalAIError], int, str | None], ...] = (
+    (errors.CapabilityUnavailable, 501, "not_implemented"),
+    (errors.NotReady, 503, "not_ready"),
+    (errors.ConfigError, 500, "model_load_failed"),
+    (errors.ModelLoadError, 500, "model_load_failed"),
+    (errors.BindingsNotBuilt, 500, "model_load_failed"),
+    (errors.LocalAIError, 500, None),
+)
+INTERNAL_ERROR = "The server had an error while processing your request."
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """The status and OpenAI error body of an exception, by its class."""
+    if isinstance(exc, errors.RequestError):
+        status = next(code for cls, code in _CLIENT_STATUS if isinstance(exc, cls))
+        headers: tuple[tuple[str, str], ...] = ()
+        if isinstance(exc, errors.Unauthorized):
+            headers = (("WWW-Authenticate", "Bearer"),)
+        elif isinstance(exc, errors.TooManyRequests):
+            headers = (("Retry-After", str(exc.retry_after)),)
+        elif isinstance(exc, errors.MethodNotAllowed) and exc.allowed:
+            headers = (("Allow", ", ".join(exc.allowed)),)
+        return ErrorInfo(status, "invalid_request_error", exc.message, exc.param, exc.code, headers)
+    if isinstance(exc, errors.LocalAIError):
+        status, code = next((s, c) for cls, s, c in _SERVER_STATUS if isinstance(exc, cls))
+        return ErrorInfo(status, "server_error", str(exc), None, code)
+    if isinstance(exc, RequestEntityTooLarge):
+        return ErrorInfo(413, "invalid_request_error", "The request body is larger than this server accepts.",
+                         None, errors.PayloadTooLarge.code)
+    if isinstance(exc, HTTPException) and exc.code:
+        kind = "invalid_request_error" if exc.code < 500 else "server_error"
+        return ErrorInfo(exc.code, kind, exc.description or exc.name)
+    return ErrorInfo(500, "server_error", INTERNAL_ERROR)
+
+
+def error_response(info: ErrorInfo) -> Response:
+    return json_response(info.body(), status=info.status, headers=dict(info.headers))

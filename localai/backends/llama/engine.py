@@ -1,0 +1,175 @@
+"""``LlamaEngine``: a loaded GGUF model serving text generation, tokenizing and embeddings.
+
+Everything a request brings is checked and converted here, in the caller's thread, before
+the scheduler sees it: prompts are tokenized (one BOS, fill-in-the-middle layout), token ids
+and lengths checked against the vocabulary and the context, and each sequence's sampler
+chain built in C. A bad request is refused whole, before any of it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from localai.backends.llama.embedder import LlamaEmbedder
+from localai.backends.llama.generation import LlamaGeneration
+from localai.backends.llama.scheduler import GenerationRequest, Scheduler
+from localai.backends.llama.text import fim_prompt
+from localai.bindings import llama as L
+from localai.capabilities import GenerationOptions, PromptInfo
+from localai.errors import ContextLengthExceeded, InvalidRequest, NativeError
+from localai.sampling import SamplingParams
+
+# OpenAI's logit_bias: -100 bans a token, which llama.cpp spells -inf
+BAN_BIAS = -100.0
+
+
+class LlamaEngine:
+    """A GGUF model on one context with ``parallel`` sequence slots and a batching scheduler."""
+
+    def __init__(self, model_path: str, *, context_size: int | None = None, parallel: int = 4,
+                 threads: int | None = None, batch_size: int = 512, use_mmap: bool = True,
+                 use_mlock: bool = False, name: str = "") -> None:
+        self.name = name or model_path
+        self.model = L.Model(model_path, use_mmap=use_mmap, use_mlock=use_mlock)
+        try:
+            train = self.model.n_ctx_train or 2048
+            self.context_size = min(context_size or min(train, 4096), train)
+            self.parallel = max(1, parallel)
+            # One KV stream of context_size cells per sequence slot.
+            self.ctx = L.Context(self.model, n_ctx=self.context_size * self.parallel, n_batch=batch_size,
+                                 n_seq_max=self.parallel, n_threads=threads)
+        except Exception:
+            self.model.close()
+            raise
+        self.scheduler = Scheduler(self.model, self.ctx, context_size=self.context_size, parallel=self.parallel,
+                                   name=self.name)
+        self._eog_bias: dict[int, float] | None = None
+        self._embedder: LlamaEmbedder | None = None
+        self._lock = threading.Lock()  # embedder creation and close
+        self._closed = False
+
+    # ---- what templating needs ----
+    def prompt_info(self) -> PromptInfo:
+        model = self.model
+        return PromptInfo(chat_template=model.chat_template(),
+                          bos_text=model.token_text(model.bos) if model.bos >= 0 else "",
+                          eos_text=model.token_text(model.eos) if model.eos >= 0 else "",
+                          context_size=self.context_size, fill_in_middle=min(model.fim) >= 0)
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return self.model.tokenize(text, add_special=add_special, parse_special=True)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.model.detokenize(tokens)
+
+    # ---- generation ----
+    def generate(self, prompts: Sequence[str | list[int]], options: GenerationOptions, *,
+                 n: int = 1) -> LlamaGeneration:
+        if self._closed:
+            raise NativeError(f"model {self.name} is unloaded")
+        token_lists = [self._prompt_tokens(prompt, options) for prompt in prompts]  # all checked before any runs
+        sampling = self._sampling(options)
+        generation = LlamaGeneration(self.scheduler, n)
+        try:
+            for tokens in token_lists:
+                for j in range(n):
+                    # answer j of every prompt: the same as that prompt alone with seed + j
+                    params = sampling if j == 0 or sampling.seed is None else sampling.with_seed(sampling.seed + j)
+                    generation.requests.append(GenerationRequest(
+                        prompt=tokens, sampler=L.Sampler(self.model, params), events=generation.sink(),
+                        max_tokens=options.max_tokens, stop=options.stop, ignore_eos=options.ignore_eos,
+                        logprobs=options.logprobs, prompt_logprobs=options.prompt_logprobs,
+                        reuse_prefix=options.cache_prompt))
+        except Exception:
+            for request in generation.requests:
+                request.sampler.close()
+            raise
+        generation.start()
+        return generation
+
+    def _prompt_tokens(self, prompt: str | list[int], options: GenerationOptions) -> list[int]:
+        model = self.model
+        if options.suffix:
+            if min(model.fim) < 0:
+                raise InvalidRequest(f"The model `{self.name}` does not support suffix: it has no fill-in-the-middle "
+                                     "tokens.", param="suffix")
+            prefix = self.tokenize(prompt, add_special=False) if isinstance(prompt, str) else list(prompt)
+            tokens = fim_prompt(prefix, self.tokenize(options.suffix, add_special=False), model.fim)
+        elif isinstance(prompt, str):
+            tokens = self.tokenize(prompt)
+            if len(tokens) >= 2 and tokens[0] == tokens[1] == model.bos:
+                tokens = tokens[1:]  # the template wrote BOS and the tokenizer added another
+        else:
+            tokens = list(prompt)
+        for t in tokens:
+            if not 0 <= t < model.n_vocab:
+                raise InvalidRequest(f"Token id {t} is outside the vocabulary.", param="prompt")
+        n_prompt = len(tokens)
+        if n_prompt == 0:
+            raise InvalidRequest("the prompt is empty", param="prompt")
+        if n_prompt >= self.context_size:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.context_size} tokens. However, your messages "
+                f"resulted in {n_prompt} tokens. Please reduce the length of the messages.", param="messages")
+        if options.max_tokens is not None and n_prompt + options.max_tokens > self.context_size:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.context_size} tokens. However, you requested "
+                f"{n_prompt + options.max_tokens} tokens ({n_prompt} in the messages, {options.max_tokens} in "
+                f"the completion). Please reduce the length of the messages or completion.", param="max_tokens")
+        return tokens
+
+    def _sampling(self, options: GenerationOptions) -> SamplingParams:
+        """The request's sampling with our policy applied: biases on real token ids, -100 as a
+        ban, and end-of-generation tokens banned under ignore_eos."""
+        sampling = options.sampling
+        bias: dict[int, float] = {}
+        for token, value in sampling.logit_bias.items():
+            if not 0 <= token < self.model.n_vocab:
+                raise InvalidRequest(f"logit_bias token {token} is outside the vocabulary.", param="logit_bias")
+            bias[token] = float("-inf") if value <= BAN_BIAS else float(value)
+        if options.ignore_eos:
+            bias.update(self._eog_biases())
+        return dataclasses.replace(sampling, logit_bias=bias)
+
+    def _eog_biases(self) -> dict[int, float]:
+        if self._eog_bias is None:
+            self._eog_bias = {t: float("-inf") for t in range(self.model.n_vocab) if self.model.is_eog(t)}
+        return self._eog_bias
+
+    # ---- embeddings ----
+    def embed(self, inputs: Sequence[str] | Sequence[Sequence[int]]) -> tuple[np.ndarray, int]:
+        """(embeddings [n, dim], prompt tokens) from a second context on this model, made on first use."""
+        return self._embedder_instance().embed(inputs)
+
+    def _embedder_instance(self) -> LlamaEmbedder:
+        embedder = self._embedder
+        if embedder is None:
+            with self._lock:
+                if self._closed:
+                    raise NativeError(f"model {self.name} is unloaded")
+                if self._embedder is None:
+                    self._embedder = LlamaEmbedder(self.model, threads=self.ctx.n_threads,
+                                                   max_tokens=self.context_size)
+                embedder = self._embedder
+        return embedder
+
+    # ---- lifetime ----
+    def status(self) -> dict:
+        return self.scheduler.status()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        # Everything that borrows the model goes first: the embedder's context, the scheduler
+        # (which fails what is still running), the context.
+        if self._embedder is not None:
+            self._embedder.close()
+        self.scheduler.close()
+        self.ctx.close()
+        self.model.close()

@@ -1,0 +1,75 @@
+"""One API call's sequences, their events merged into one queue (the ``Generation`` contract).
+
+The scheduler thread puts each sequence's events on the shared queue tagged with its choice
+index; the HTTP thread reads them in arrival order until every choice has finished.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Any, Iterator
+
+from localai.backends.llama.scheduler import Failed, GenerationRequest, Scheduler
+from localai.capabilities import Delta, Event, Finished, collect
+
+
+class _Tagged:
+    """The event sink of one sequence: its events go on the shared queue with its index."""
+
+    def __init__(self, target: "queue.SimpleQueue[tuple[int, Any]]", index: int):
+        self.target, self.index = target, index
+
+    def put(self, event: Event | Failed) -> None:
+        self.target.put((self.index, event))
+
+
+class LlamaGeneration:
+    """n choices per prompt; choice ``p * n + j`` is the j-th answer to prompt p."""
+
+    def __init__(self, scheduler: Scheduler, n: int) -> None:
+        self.scheduler = scheduler
+        self.n = n
+        self.requests: list[GenerationRequest] = []
+        self.events: "queue.SimpleQueue[tuple[int, Any]]" = queue.SimpleQueue()
+
+    def sink(self) -> _Tagged:
+        """The event sink for the next request added."""
+        return _Tagged(self.events, len(self.requests))
+
+    @property
+    def choices(self) -> int:
+        return len(self.requests)
+
+    def start(self) -> None:
+        submitted = 0
+        try:
+            for request in self.requests:
+                self.scheduler.submit(request)
+                submitted += 1
+        except Exception:
+            self.cancel()
+            for request in self.requests[submitted:]:
+                request.sampler.close()
+            raise
+
+    def cancel(self) -> None:
+        for request in self.requests:
+            request.cancel()
+
+    def has_pending(self) -> bool:
+        return not self.events.empty()
+
+    def __iter__(self) -> Iterator[tuple[int, Event]]:
+        """(choice index, event) until every choice has finished; a failure raises."""
+        open_choices = len(self.requests)
+        while open_choices:
+            index, event = self.events.get()
+            if isinstance(event, Failed):
+                self.cancel()
+                raise event.error
+            if isinstance(event, Finished):
+                open_choices -= 1
+            yield index, event
+
+    def collect(self) -> tuple[list[list[Delta]], dict[int, Finished]]:
+        return collect(self)

@@ -1,0 +1,95 @@
+"""Helpers the tests share: the real server started on a loopback port, and reading its answers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAT_MODEL = "smollm2-135m-instruct"
+
+
+class LiveServer:
+    """`localai run` in a subprocess on 127.0.0.1 with an ephemeral port; stopped by the fixture."""
+
+    def __init__(self, models_path: Path, *extra: str, env: dict | None = None):
+        cmd = [sys.executable, "-m", "localai.cli", "run", "--address", "127.0.0.1:0",
+               "--models-path", str(models_path), *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})}, cwd=ROOT)
+        self.log: list[str] = []
+        line = self._wait_for_banner(timeout=120)
+        self.port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _wait_for_banner(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if "listening on" in line:
+                threading.Thread(target=self._drain_err, daemon=True).start()
+                return line
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read()}")
+        self.stop()
+        raise RuntimeError("server did not start in time")
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.log.append(line)
+
+    def _drain_err(self) -> None:
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server the tests started (by its PID), killing it if it does not exit."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(server, path: str, body: dict | bytes, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """POST JSON (or raw bytes) to a live server: (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    conn.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), raw
+
+
+def sse_events(raw: bytes) -> list:
+    """Parse an SSE body into JSON payloads (and the literal "[DONE]")."""
+    events = []
+    for block in raw.decode().split("\n\n"):
+        block = block.strip()
+        if not block:
+            continue
+        assert block.startswith("data: "), block
+        data = block[len("data: "):]
+        events.append(data if data == "[DONE]" else json.loads(data))
+    return events
