@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -11,15 +12,43 @@ import pytest
 from tests.support import ROOT, LiveServer
 
 
+ORDER_SEED_ENV = "LOCALAI_TEST_ORDER_SEED"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--order-seed", type=int, default=None,
+                     help="shuffle the modules and the tests within each with this seed (also env "
+                          "LOCALAI_TEST_ORDER_SEED): a test that depends on what an earlier one left behind shows it")
+
+
+def pytest_collection_modifyitems(config, items):
+    seed = config.getoption("--order-seed")
+    if seed is None and os.environ.get(ORDER_SEED_ENV):
+        seed = int(os.environ[ORDER_SEED_ENV])
+    if seed is None:
+        return
+    rng = random.Random(seed)
+    modules: dict[str, list] = {}
+    for item in items:  # a module's tests stay together (its fixtures are set up once), in a shuffled order
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    groups = list(modules.values())
+    rng.shuffle(groups)
+    items[:] = [item for group in groups for item in rng.sample(group, len(group))]
+
+
 def pytest_report_header(config):
     try:
         from localai.cli import build_info
 
         info = build_info()
-        return [f"localai native: ggml {info['ggml']}, whisper.cpp {info['whisper.cpp']}",
-                f"cpu: {info['cpu_features']}"]
+        lines = [f"localai native: ggml {info['ggml']}, whisper.cpp {info['whisper.cpp']}",
+                 f"cpu: {info['cpu_features']}"]
     except Exception as exc:  # the header must never break collection
-        return [f"localai native: unavailable ({exc})"]
+        lines = [f"localai native: unavailable ({exc})"]
+    seed = config.getoption("--order-seed") or os.environ.get(ORDER_SEED_ENV)
+    if seed is not None:
+        lines.append(f"test order shuffled, seed {seed}")
+    return lines
 
 
 @pytest.fixture(scope="session")

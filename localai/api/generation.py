@@ -58,7 +58,8 @@ def generation_options(body: dict, config: ModelConfig, *, grammar: str | None =
         max_tokens=max_tokens(body, config),
         stop=stops(body, config),
         ignore_eos=bool(ignore_eos if ignore_eos is not None else config.parameters.ignore_eos),
-        logprobs=logprobs, prompt_logprobs=prompt_logprobs, suffix=suffix)
+        logprobs=logprobs, prompt_logprobs=prompt_logprobs, suffix=suffix,
+        cache_prompt=body.get("cache_prompt") is not False)
 
 
 def check_choices(prompts: int, n: int) -> None:

@@ -38,6 +38,8 @@ _SAMPLING = {
     "logit_bias": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": -100,
                                                                         "maximum": 100}},
     "ignore_eos": {"type": ["boolean", "null"]},
+    # llama-server's field: false computes the whole prompt fresh, reusing no cached prefix
+    "cache_prompt": {"type": ["boolean", "null"]},
     "user": {"type": ["string", "null"]},
     "grammar": {"type": ["string", "null"]},
 }

@@ -114,8 +114,9 @@ def test_unknown_model_is_404_and_wrong_capability_is_400(client):
 
 def test_request_values_reach_the_engine(client, engines):
     post(client, "/v1/chat/completions", {**CHAT, "temperature": 0.25, "top_k": 7, "seed": 3.0, "max_tokens": 5,
-                                          "stop": ["Paris"], "logit_bias": {"12": -100}})
+                                          "stop": ["Paris"], "logit_bias": {"12": -100}, "cache_prompt": False})
     _, options = engines["fake"].generated[-1]
+    assert options.cache_prompt is False
     assert (options.sampling.temperature, options.sampling.top_k, options.sampling.seed) == (0.25, 7, 3)
     assert isinstance(options.sampling.seed, int)
     assert options.max_tokens == 5 and options.stop == ["Paris"] and options.sampling.logit_bias == {12: -100.0}

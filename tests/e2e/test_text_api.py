@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.support import CHAT_MODEL as MODEL
-from tests.support import post, sse_events
+from tests.support import FRESH, post, sse_events
 
 QUESTION = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "What is the capital of France?"}]
@@ -24,7 +24,9 @@ def client(server):
 # ---- chat ----
 
 def test_chat_completion(client):
-    result = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
+    result = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32,
+                                            extra_body=FRESH)
+    assert result.usage.prompt_tokens_details.cached_tokens == 0  # the answer depends on no earlier request
     choice = result.choices[0]
     assert result.object == "chat.completion" and result.id.startswith("chatcmpl-")
     assert result.model == MODEL
@@ -39,7 +41,7 @@ def test_chat_completion(client):
 def test_chat_stream_chunks_are_shaped_like_openai(server):
     status, headers, raw = post(server, "/v1/chat/completions",
                                 {"model": MODEL, "messages": QUESTION, "temperature": 0, "max_tokens": 24,
-                                 "stream": True})
+                                 "stream": True, **FRESH})
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     events = sse_events(raw)
     assert events[-1] == "[DONE]"
@@ -56,9 +58,10 @@ def test_chat_stream_chunks_are_shaped_like_openai(server):
 
 
 def test_streamed_text_equals_plain_text_and_usage_chunk(client):
-    plain = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=40)
+    plain = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=40,
+                                           extra_body=FRESH)
     stream = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=40,
-                                            stream=True, stream_options={"include_usage": True})
+                                            stream=True, stream_options={"include_usage": True}, extra_body=FRESH)
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == plain.choices[0].message.content
@@ -79,15 +82,17 @@ def test_max_tokens_gives_length(client):
 
 
 def test_stop_sequence_cuts_the_text(client):
-    full = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
+    full = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32,
+                                          extra_body=FRESH)
     text = full.choices[0].message.content
     word = "Paris"
     assert word in text
-    cut = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32, stop=[word])
+    cut = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32, stop=[word],
+                                         extra_body=FRESH)
     assert cut.choices[0].message.content == text[: text.index(word)]
     assert cut.choices[0].finish_reason == "stop"
     streamed = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32,
-                                              stop=word, stream=True)
+                                              stop=word, stream=True, extra_body=FRESH)
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == text[: text.index(word)]
 
 
@@ -101,7 +106,8 @@ def test_n_choices(client):
 
 
 def test_greedy_and_seeded_sampling_are_deterministic(client):
-    ask = dict(model=MODEL, messages=[{"role": "user", "content": "Invent a name for a cat."}], max_tokens=20)
+    ask = dict(model=MODEL, messages=[{"role": "user", "content": "Invent a name for a cat."}], max_tokens=20,
+               extra_body=FRESH)
     greedy = [client.chat.completions.create(temperature=0, **ask).choices[0].message.content for _ in range(2)]
     assert greedy[0] == greedy[1]
     seeded = [client.chat.completions.create(temperature=1.2, seed=1234, **ask).choices[0].message.content
@@ -138,12 +144,14 @@ def test_growing_chat_reuses_the_cached_prefix(client):
 
 def test_completion_plain_and_streamed(client):
     prompt = "The capital of France is"
-    plain = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=8)
+    plain = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=8, extra_body=FRESH)
     assert plain.object == "text_completion" and plain.choices[0].text
     assert plain.choices[0].finish_reason in ("stop", "length")
-    streamed = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=8, stream=True)
+    streamed = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=8, stream=True,
+                                         extra_body=FRESH)
     assert "".join(c.choices[0].text for c in streamed) == plain.choices[0].text
-    echoed = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=8, echo=True)
+    echoed = client.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=8, echo=True,
+                                       extra_body=FRESH)
     assert echoed.choices[0].text == prompt + plain.choices[0].text
 
 
@@ -157,8 +165,10 @@ def test_completion_with_token_ids(server):
 
 def test_batched_prompts_give_n_choices_each_in_openai_order(client):
     prompts = ["The capital of France is", "One, two, three,"]
-    alone = [client.completions.create(model=MODEL, prompt=p, temperature=0, max_tokens=6) for p in prompts]
-    batched = client.completions.create(model=MODEL, prompt=prompts, n=2, temperature=0, max_tokens=6, echo=True)
+    alone = [client.completions.create(model=MODEL, prompt=p, temperature=0, max_tokens=6, extra_body=FRESH)
+             for p in prompts]
+    batched = client.completions.create(model=MODEL, prompt=prompts, n=2, temperature=0, max_tokens=6, echo=True,
+                                        extra_body=FRESH)
     assert [c.index for c in batched.choices] == [0, 1, 2, 3]
     # choice p*n + j answers prompt p; greedy, so every answer to a prompt is the one it gets alone
     for i, choice in enumerate(batched.choices):
@@ -167,7 +177,7 @@ def test_batched_prompts_give_n_choices_each_in_openai_order(client):
     assert batched.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone)  # once per prompt, not per n
     assert batched.usage.completion_tokens == 2 * sum(a.usage.completion_tokens for a in alone)
     streamed = client.completions.create(model=MODEL, prompt=prompts, temperature=0, max_tokens=6, stream=True,
-                                         stream_options={"include_usage": True})
+                                         stream_options={"include_usage": True}, extra_body=FRESH)
     texts = {0: "", 1: ""}
     finishes = {}
     for chunk in streamed:
@@ -199,10 +209,10 @@ def test_best_of_returns_the_candidates_with_the_highest_logprob_per_token(clien
     prompt = "My favourite animal is"
     # best_of=3 ranks the same three seeded candidates that n=3 returns (seeds 11, 12, 13)
     three = client.completions.create(model=MODEL, prompt=prompt, n=3, temperature=1.0, seed=11, max_tokens=8,
-                                      logprobs=0)
+                                      logprobs=0, extra_body=FRESH)
     mean = {c.text: sum(c.logprobs.token_logprobs) / len(c.logprobs.token_logprobs) for c in three.choices}
     best = client.completions.create(model=MODEL, prompt=prompt, n=1, best_of=3, temperature=1.0, seed=11,
-                                     max_tokens=8)
+                                     max_tokens=8, extra_body=FRESH)
     assert len(best.choices) == 1 and best.choices[0].index == 0
     assert best.choices[0].text == max(mean, key=mean.get)
     assert best.choices[0].logprobs is None  # not asked for
@@ -216,14 +226,14 @@ def test_echo_with_logprobs_scores_the_prompt(client):
     """lm-evaluation-harness style: echo + logprobs (+ max_tokens=0) gives every prompt token's logprob."""
     prompt = "The capital of France is"
     generated = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=1, max_tokens=3,
-                                          temperature=0)
+                                          temperature=0, extra_body=FRESH)
     lp = generated.choices[0].logprobs
     assert "".join(lp.tokens) == generated.choices[0].text  # the prompt's tokens, then the generated ones
     assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None  # nothing predicts the first token
     assert all(v <= 0 for v in lp.token_logprobs[1:])
     assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
     streamed = client.completions.create(model=MODEL, prompt=prompt, echo=True, logprobs=1, max_tokens=3,
-                                         temperature=0, stream=True)
+                                         temperature=0, stream=True, extra_body=FRESH)
     offsets = [o for chunk in streamed for c in chunk.choices if c.logprobs for o in c.logprobs.text_offset]
     assert offsets == lp.text_offset  # offsets run on across chunks, as in the plain answer
     # scoring the whole text as a prompt gives the same tokens and, for the generated ones, the same logprobs

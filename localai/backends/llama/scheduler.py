@@ -167,7 +167,10 @@ class Scheduler:
             if not free:
                 still_waiting.append(request)
                 continue
-            slot = max(free, key=lambda s: (_common_prefix(s.cache, request.prompt), -s.last_used))
+            if request.reuse_prefix:  # the longest shared prefix, else the least recently used
+                slot = max(free, key=lambda s: (_common_prefix(s.cache, request.prompt), -s.last_used))
+            else:  # nothing is reused: take the slot whose cache is worth least to others
+                slot = min(free, key=lambda s: (len(s.cache) > 0, s.last_used))
             try:
                 self._start(slot, request)
             except Exception as exc:
