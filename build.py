@@ -192,7 +192,8 @@ def install_native(args: argparse.Namespace) -> None:
     # Only what the bindings load: the upstream tools' libraries (bench builds) stay in build/bin,
     # and the image backend ships only when this build asked for it (a library left in build/bin
     # by an earlier --stablediffusion build must not switch it on).
-    wanted = ("libggml", "libllama.so", "libwhisper.so", "libbert.so") + (
+    wanted = ("libggml", "libllama.so", "libwhisper.so", "libbert.so", "liblocalai_llama.so",
+              "liblocalai_whisper.so") + (
         ("libsdncnn.so",) if args.stablediffusion else ())
     if not args.stablediffusion:
         for stale in [*lib_dir.glob("libsdncnn.so*"), *NATIVE_OUT.glob("_sd_cffi.*.so")]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -54,6 +54,8 @@ class GenerationOptions:
     suffix: str | None = None  # fill-in-the-middle: the text after the completion
     cache_prompt: bool = True  # False: process the whole prompt fresh, reusing no cached KV
     cache_scope: str = ""  # prefix reuse only between requests of the same scope (e.g. API key)
+    deadline: float | None = None  # time.monotonic() after which the request stops ("length")
+    token_budget: int | None = None  # most tokens all choices together may ask for (else a 400)
 
 
 @dataclass
@@ -100,16 +102,17 @@ class Generation(Protocol):
 
     def cancel(self) -> None: ...
 
-    def collect(self) -> tuple[list[list[Delta]], dict[int, Finished]]:
-        """Run to the end: each choice's deltas, and its Finished."""
+    def collect(self, abandoned: Callable[[], bool] | None = None) -> tuple[list[list[Delta]], dict[int, Finished]]:
+        """Run to the end: each choice's deltas, and its Finished. ``abandoned`` is polled while
+        waiting; when it says so (the client went away), the generation is cancelled."""
         ...
 
 
-def collect(generation: Generation) -> tuple[list[list[Delta]], dict[int, Finished]]:
-    """``Generation.collect`` for any generation: each choice's deltas, and its Finished."""
-    deltas: list[list[Delta]] = [[] for _ in range(generation.choices)]
+def collect(events: Iterable[tuple[int, Event]], choices: int) -> tuple[list[list[Delta]], dict[int, Finished]]:
+    """``Generation.collect`` over any stream of (choice index, event): each choice's deltas, and its Finished."""
+    deltas: list[list[Delta]] = [[] for _ in range(choices)]
     finished: dict[int, Finished] = {}
-    for index, event in generation:
+    for index, event in events:
         if isinstance(event, Delta):
             deltas[index].append(event)
         else:

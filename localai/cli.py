@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -15,10 +14,9 @@ NATIVE = Path(__file__).resolve().parent / "_native"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import waitress.server
-
     from localai.api.app import create_app
     from localai.bindings import set_native_log_level
+    from localai.server import serve
 
     settings = settings_mod.from_arguments(args)
     logging.basicConfig(level=logging.DEBUG if settings.debug else logging.INFO,
@@ -36,26 +34,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 logging.getLogger("localai").info("installed gallery model %s", path.name)
         except GalleryError as exc:  # as LocalAI: report it and serve the models we have
             logging.getLogger("localai").error("preloading models failed: %s", exc)
-    host, port = settings.host_port
     app = create_app(settings)
-    server = waitress.server.create_server(app, host=host, port=port, threads=settings.server_threads,
-                                           ident="localai", channel_timeout=3600, clear_untrusted_proxy_headers=True)
-    bound_port = server.effective_port  # port 0 picks a free one: tests read it from this line
-    print(f"localai {__version__} listening on http://{host}:{bound_port} "
-          f"(models: {', '.join(app.manager.names()) or 'none'})", flush=True)
+    host = settings.host_port[0]
 
-    def stop(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
+    def announce(port: int) -> None:  # port 0 picks a free one: tests read it from this line
+        print(f"localai {__version__} listening on http://{host}:{port} "
+              f"(models: {', '.join(app.manager.names()) or 'none'})", flush=True)
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-        app.close()
-    return 0
+    return serve(app, settings, announce)
 
 
 def build_info() -> dict:

@@ -179,6 +179,10 @@ class ModelLoadError(NativeError):
     """A model file could not be loaded by its engine."""
 
 
+class ModelUnloaded(NativeError):
+    """The model was unloaded (the server is shutting down) while a request needed it."""
+
+
 class ConfigError(LocalAIError, ValueError):
     """A model configuration (YAML) or server setting is invalid."""
 

@@ -29,6 +29,21 @@ class Settings:
     max_audio_seconds: float = 1800.0
     generated_images_path: Path | None = None
     cors: bool = False
+    json_limit_mb: float = 8.0  # largest JSON body
+    max_queue: int = 64  # sequences waiting for a slot, per model, before requests get a 429
+    request_timeout: float = 600.0  # seconds one request may generate (0: no limit)
+    max_request_tokens: int = 262_144  # tokens one request may ask to generate, all choices together
+    shutdown_grace: float = 10.0  # seconds in-flight requests get to finish after SIGTERM
+    idle_timeout: float = 30.0  # seconds an idle or slow connection is kept open
+    max_connections: int = 1000  # open connections at once
+
+    @property
+    def upload_limit_bytes(self) -> int:
+        return int(self.upload_limit_mb * 1024 * 1024)
+
+    @property
+    def json_limit_bytes(self) -> int:
+        return int(self.json_limit_mb * 1024 * 1024)
 
     @property
     def native_log_level(self) -> str:
@@ -77,6 +92,25 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                         help="where generated images are written (env GENERATED_CONTENT_PATH)")
     parser.add_argument("--cors", action="store_true", default=_env_bool(env.get("CORS")),
                         help="send permissive CORS headers (env CORS)")
+    parser.add_argument("--json-limit", type=float, default=float(env.get("LOCALAI_JSON_LIMIT", "8")),
+                        help="largest JSON request body in MB (env LOCALAI_JSON_LIMIT; default 8)")
+    parser.add_argument("--max-queue", type=int, default=int(env.get("LOCALAI_MAX_QUEUE", "64")),
+                        help="sequences that may wait for a slot per model; more get a 429 (env LOCALAI_MAX_QUEUE; "
+                             "default 64)")
+    parser.add_argument("--request-timeout", type=float, default=float(env.get("LOCALAI_REQUEST_TIMEOUT", "600")),
+                        help="seconds one request may generate, 0 for no limit (env LOCALAI_REQUEST_TIMEOUT; "
+                             "default 600)")
+    parser.add_argument("--max-request-tokens", type=int,
+                        default=int(env.get("LOCALAI_MAX_REQUEST_TOKENS", "262144")),
+                        help="tokens one request may ask to generate, all its choices together "
+                             "(env LOCALAI_MAX_REQUEST_TOKENS; default 262144)")
+    parser.add_argument("--shutdown-grace", type=float, default=float(env.get("LOCALAI_SHUTDOWN_GRACE", "10")),
+                        help="seconds in-flight requests get to finish on SIGTERM (env LOCALAI_SHUTDOWN_GRACE; "
+                             "default 10)")
+    parser.add_argument("--idle-timeout", type=float, default=float(env.get("LOCALAI_IDLE_TIMEOUT", "30")),
+                        help="seconds an idle or slow connection stays open (env LOCALAI_IDLE_TIMEOUT; default 30)")
+    parser.add_argument("--max-connections", type=int, default=int(env.get("LOCALAI_MAX_CONNECTIONS", "1000")),
+                        help="open connections at once (env LOCALAI_MAX_CONNECTIONS; default 1000)")
 
 
 def from_arguments(args: argparse.Namespace) -> Settings:
@@ -96,4 +130,11 @@ def from_arguments(args: argparse.Namespace) -> Settings:
         max_audio_seconds=args.max_audio_seconds,
         generated_images_path=args.generated_images_path,
         cors=args.cors,
+        json_limit_mb=args.json_limit,
+        max_queue=max(1, args.max_queue),
+        request_timeout=max(0.0, args.request_timeout),
+        max_request_tokens=max(1, args.max_request_tokens),
+        shutdown_grace=max(0.0, args.shutdown_grace),
+        idle_timeout=max(1.0, args.idle_timeout),
+        max_connections=max(16, args.max_connections),
     )

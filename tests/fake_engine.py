@@ -53,8 +53,8 @@ class FakeGeneration:
     def cancel(self) -> None:
         self.cancelled = True
 
-    def collect(self) -> tuple[list[list[Delta]], dict[int, Finished]]:
-        return collect(self)
+    def collect(self, abandoned=None) -> tuple[list[list[Delta]], dict[int, Finished]]:
+        return collect(self, self.choices)
 
 
 class FakeTextEngine:

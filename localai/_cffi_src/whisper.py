@@ -1,18 +1,17 @@
-"""cffi module over libwhisper: declarations come from the real whisper.h (see builder.py)."""
+"""cffi module over localai_whisper (native/whisper.cpp/localai_whisper.h), our guarded C API on
+whisper.cpp: only its functions are declared, whisper.h and ggml.h contribute types."""
 
 MODULE = "_whisper_cffi"
-HEADER = "include/whisper.h"
-SOURCE = "whisper_cpp"
+HEADER = "localai_whisper.h"
+SOURCE_DIR = "native/whisper.cpp"
 # whisper.cpp builds against llama.cpp's ggml (one ggml per process), so its ggml headers come from there.
-INCLUDE_DIRS = ("include", "../../llama.cpp/upstream/ggml/include")
-LIBRARIES = ("whisper", "ggml", "ggml-base")
+INCLUDE_DIRS = (".", "upstream/include", "../llama.cpp/upstream/ggml/include")
+LIBRARIES = ("localai_whisper",)
 
 INCLUDES = """
-#include <stdio.h>
-#include "whisper.h"
+#include "localai_whisper.h"
 """
 
-# whisper.cpp logs through the llama module's sink (localai.bindings.whisper installs it).
 CUSTOMIZATIONS = ""
 
 EXTRA_CDEF = ""

@@ -8,6 +8,7 @@ prefix where OpenAI has one, as LocalAI does) maps straight to its handler in
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -19,7 +20,7 @@ from werkzeug.wrappers import Response
 from localai.api.http import ApiRequest, Handler, error_info, error_response
 from localai.api.routes import audio, chat, completions, edits, embeddings, health, images, models, monitor, tokenize
 from localai.config import ModelConfig
-from localai.errors import InvalidRequest, MethodNotAllowed, NotFound, Unauthorized
+from localai.errors import InvalidRequest, MethodNotAllowed, NotFound, TooManyRequests, Unauthorized
 from localai.manager import ModelManager
 from localai.settings import Settings
 
@@ -33,24 +34,29 @@ class Route:
     methods: tuple[str, ...]
     v1: bool = True  # also served under /v1
     public: bool = False  # answered without an API key
+    body: str = "json"  # what a POST carries: "json" (up to --json-limit) or "multipart" (--upload-limit)
+    heavy: bool = False  # runs a model: counted against the server's worker threads
 
 
 ROUTES: tuple[Route, ...] = (
     Route("/models", models.on_models, ("GET",)),
     Route("/models/<path:model_id>", models.on_model, ("GET",)),
     Route("/tokenize", tokenize.on_tokenize, ("POST",)),
-    Route("/chat/completions", chat.on_chat, ("POST",)),
-    Route("/completions", completions.on_completions, ("POST",)),
-    Route("/edits", edits.on_edits, ("POST",)),
-    Route("/embeddings", embeddings.on_embeddings, ("POST",)),
-    Route("/audio/transcriptions", audio.on_transcriptions, ("POST",)),
-    Route("/audio/translations", audio.on_translations, ("POST",)),
-    Route("/images/generations", images.on_images, ("POST",)),
+    Route("/chat/completions", chat.on_chat, ("POST",), heavy=True),
+    Route("/completions", completions.on_completions, ("POST",), heavy=True),
+    Route("/edits", edits.on_edits, ("POST",), heavy=True),
+    Route("/embeddings", embeddings.on_embeddings, ("POST",), heavy=True),
+    Route("/audio/transcriptions", audio.on_transcriptions, ("POST",), body="multipart", heavy=True),
+    Route("/audio/translations", audio.on_translations, ("POST",), body="multipart", heavy=True),
+    Route("/images/generations", images.on_images, ("POST",), heavy=True),
     Route("/generated-images/<path:filename>", images.on_generated_image, ("GET",), v1=False),
     Route("/backend/monitor", monitor.on_monitor, ("GET", "POST"), v1=False),
     Route("/healthz", health.on_healthz, ("GET",), v1=False, public=True),
     Route("/readyz", health.on_readyz, ("GET",), v1=False, public=True),
 )
+# Worker threads kept free of model work, so health checks, model lists and monitors are
+# answered even when every other thread is busy generating.
+RESERVED_THREADS = 2
 
 
 def _url_map(routes: Iterable[Route]) -> Map:
@@ -68,6 +74,9 @@ class App:
         self.settings = settings
         self.manager = manager or ModelManager(settings)
         self.url_map = _url_map(ROUTES)
+        self._heavy = threading.BoundedSemaphore(max(1, settings.server_threads - RESERVED_THREADS))
+        self._in_flight = 0
+        self._in_flight_lock = threading.Condition()
 
     # ---- what handlers use (localai.api.http.Server) ----
     def resolve_model(self, request: ApiRequest, requested: Any) -> ModelConfig:
@@ -108,6 +117,13 @@ class App:
                 raise NotFound(f"No route {request.path}.") from None
             if not route.public:
                 self._check_auth(request)
+            request.max_content_length = (self.settings.upload_limit_bytes if route.body == "multipart"
+                                          else self.settings.json_limit_bytes)
+            if route.heavy:
+                if not self._heavy.acquire(blocking=False):
+                    raise TooManyRequests("Every worker thread of this server is busy with model requests; try "
+                                          "again shortly.", retry_after=1)
+                request.record.release = self._heavy.release
             return route.handler(self, request, **values)
         except Exception as exc:  # every failure becomes an OpenAI error body
             info = error_info(exc)
@@ -117,13 +133,38 @@ class App:
 
     def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         request = ApiRequest(environ)
-        request.max_content_length = int(self.settings.upload_limit_mb * 1024 * 1024)
         started = time.perf_counter()
-        response = self.dispatch(request)
-        if self.settings.cors:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        body = response(environ, start_response)
-        return _LoggedBody(body, request, response.status_code, started)
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            response = self.dispatch(request)
+            if self.settings.cors:
+                response.headers["Access-Control-Allow-Origin"] = "*"
+            body = response(environ, start_response)
+        except BaseException:
+            self._done(request)
+            raise
+        return _LoggedBody(body, request, response.status_code, started, self._done)
+
+    def _done(self, request: ApiRequest) -> None:
+        """A request's body is over (sent, failed, or its client gone)."""
+        release, request.record.release = request.record.release, None
+        if release is not None:
+            release()
+        with self._in_flight_lock:
+            self._in_flight -= 1
+            self._in_flight_lock.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight (at most ``timeout`` seconds); whether it is."""
+        deadline = time.monotonic() + timeout
+        with self._in_flight_lock:
+            while self._in_flight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._in_flight_lock.wait(left)
+        return True
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         return self.wsgi_app(environ, start_response)
@@ -135,8 +176,9 @@ class App:
 class _LoggedBody:
     """Logs the request line when the body is done (streams included): method path status model tokens ms."""
 
-    def __init__(self, body: Iterable[bytes], request: ApiRequest, status: int, started: float):
-        self.body, self.request, self.status, self.started = body, request, status, started
+    def __init__(self, body: Iterable[bytes], request: ApiRequest, status: int, started: float,
+                 done: Callable[[ApiRequest], None]):
+        self.body, self.request, self.status, self.started, self.done = body, request, status, started, done
 
     def __iter__(self):
         return iter(self.body)
@@ -147,6 +189,7 @@ class _LoggedBody:
             if close:
                 close()
         finally:
+            self.done(self.request)
             record = self.request.record
             log.info("%s %s %s model=%s tokens=%s %.0fms", self.request.method, self.request.path, self.status,
                      record.model or "-", "-" if record.tokens is None else record.tokens,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any, Callable, Iterator
 
 from localai.api.http import ApiRequest, error_info, sse
@@ -12,6 +13,7 @@ from localai.capabilities import Delta, Finished, GenerationOptions, Generation
 from localai.config import ModelConfig
 from localai.errors import InvalidRequest
 from localai.sampling import resolve_sampling
+from localai.settings import Settings
 
 log = logging.getLogger("localai.api")
 # prompts x n in one request: more would hold the scheduler's slots for everyone else for long
@@ -47,10 +49,11 @@ def max_tokens(body: dict, config: ModelConfig) -> int | None:
     return config.parameters.max_tokens
 
 
-def generation_options(body: dict, config: ModelConfig, *, grammar: str | None = None,
+def generation_options(body: dict, config: ModelConfig, settings: Settings, *, grammar: str | None = None,
                        logprobs: int | None = None, prompt_logprobs: bool = False,
                        suffix: str | None = None) -> GenerationOptions:
-    """A text request's options: its values, else the model YAML's ``parameters``, else OpenAI's."""
+    """A text request's options: its values, else the model YAML's ``parameters``, else OpenAI's;
+    and the server's limits on it (time, tokens)."""
     defaults = config.parameters.__dict__
     ignore_eos = body.get("ignore_eos")
     return GenerationOptions(
@@ -59,7 +62,9 @@ def generation_options(body: dict, config: ModelConfig, *, grammar: str | None =
         stop=stops(body, config),
         ignore_eos=bool(ignore_eos if ignore_eos is not None else config.parameters.ignore_eos),
         logprobs=logprobs, prompt_logprobs=prompt_logprobs, suffix=suffix,
-        cache_prompt=body.get("cache_prompt") is not False)
+        cache_prompt=body.get("cache_prompt") is not False,
+        deadline=time.monotonic() + settings.request_timeout if settings.request_timeout else None,
+        token_budget=settings.max_request_tokens)
 
 
 def check_choices(prompts: int, n: int) -> None:

@@ -8,9 +8,12 @@ from message text.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
+import numpy as np
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
@@ -28,6 +31,7 @@ class RequestRecord:
 
     model: str | None = None
     tokens: int | None = None  # completion tokens for text, prompt tokens for embeddings
+    release: Callable[[], None] | None = None  # frees what admission took (a worker-thread slot)
 
 
 class ApiRequest(Request):
@@ -36,6 +40,12 @@ class ApiRequest(Request):
     def __init__(self, environ: dict, *args: Any, **kwargs: Any) -> None:
         super().__init__(environ, *args, **kwargs)
         self.record = RequestRecord()
+
+
+def client_gone(request: Request) -> Callable[[], bool]:
+    """Whether the client of a request has disconnected (Waitress tells, with request lookahead on)."""
+    check = request.environ.get("waitress.client_disconnected")
+    return check if callable(check) else (lambda: False)
 
 
 class Server(Protocol):
@@ -64,13 +74,53 @@ def text_response(text: str) -> Response:
     return Response(text, status=200, mimetype="text/plain")
 
 
+MAX_JSON_DEPTH = 64  # nesting of objects and arrays in a body (tool schemas rarely go past 10)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # the "unrolled loop" form: no per-character alternation
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = np.zeros(256, dtype=np.int8)
+_DEPTH_STEP[[ord("["), ord("{")]] = 1
+_DEPTH_STEP[[ord("]"), ord("}")]] = -1
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply a JSON text nests objects and arrays, computed in C over the raw bytes (its
+    strings set aside), so a hostile body is refused before a recursive parser sees it."""
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    return int(np.cumsum(_DEPTH_STEP[np.frombuffer(brackets, dtype=np.uint8)], dtype=np.int64).max())
+
+
+def _reject_constant(name: str) -> Any:
+    raise errors.InvalidRequest(f"{name} is not a JSON number; numbers must be finite.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses to infinity
+        raise errors.InvalidRequest(f"The number {text[:40]} is too large; numbers must be finite.")
+    return value
+
+
 def read_json(request: Request) -> Any:
+    """The JSON body: strict JSON (no NaN or Infinity), at most MAX_JSON_DEPTH levels deep, and
+    only well-formed Unicode (no unpaired UTF-16 surrogate escapes)."""
     data = request.get_data(cache=False)
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise errors.InvalidRequest(f"The JSON body nests objects and arrays more than {MAX_JSON_DEPTH} levels "
+                                    "deep.")
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise errors.InvalidRequest("We could not parse the JSON body of your request. The OpenAI API expects a "
                                     "JSON payload.") from None
+    if b"\\u" in data and (b"\\ud" in data.lower()):  # only a \udXXX escape can make a lone surrogate
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.InvalidRequest("The JSON body contains an unpaired UTF-16 surrogate (a \\udXXX escape "
+                                        "without its pair): it is not valid Unicode text.") from None
+    return value
 
 
 def read_json_object(request: Request) -> dict:
@@ -136,12 +186,14 @@ _CLIENT_STATUS: tuple[tuple[type[errors.RequestError], int], ...] = (
     (errors.TooManyRequests, 429),
     (errors.RequestError, 400),
 )
+# A model that cannot load is unavailable, not a crash: 503, and it is tried again on the next request.
 _SERVER_STATUS: tuple[tuple[type[errors.LocalAIError], int, str | None], ...] = (
     (errors.CapabilityUnavailable, 501, "not_implemented"),
     (errors.NotReady, 503, "not_ready"),
-    (errors.ConfigError, 500, "model_load_failed"),
-    (errors.ModelLoadError, 500, "model_load_failed"),
-    (errors.BindingsNotBuilt, 500, "model_load_failed"),
+    (errors.ConfigError, 503, "model_load_failed"),
+    (errors.ModelLoadError, 503, "model_load_failed"),
+    (errors.BindingsNotBuilt, 503, "model_load_failed"),
+    (errors.ModelUnloaded, 503, "model_unloaded"),
     (errors.LocalAIError, 500, None),
 )
 INTERNAL_ERROR = "The server had an error while processing your request."
@@ -162,6 +214,9 @@ def error_info(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, errors.LocalAIError):
         status, code = next((s, c) for cls, s, c in _SERVER_STATUS if isinstance(exc, cls))
         return ErrorInfo(status, "server_error", str(exc), None, code)
+    if isinstance(exc, RecursionError):  # a safety net: bodies and schemas have depth limits before this
+        return ErrorInfo(400, "invalid_request_error", "The request is nested too deeply to process.", None,
+                         "invalid_value")
     if isinstance(exc, RequestEntityTooLarge):
         return ErrorInfo(413, "invalid_request_error", "The request body is larger than this server accepts.",
                          None, errors.PayloadTooLarge.code)

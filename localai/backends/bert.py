@@ -19,7 +19,7 @@ import numpy as np
 
 from localai.backends.embeddings import check_token_lists
 from localai.bindings.bert import BertModel
-from localai.errors import LocalAIError, NativeError
+from localai.errors import LocalAIError, ModelUnloaded
 
 log = logging.getLogger("localai.bert")
 
@@ -60,7 +60,7 @@ class BertEngine:
         Token lists are embedded exactly as given; texts get the model's special tokens.
         """
         if self._closed:
-            raise NativeError(f"model {self.name} is unloaded")
+            raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)")
         if len(inputs) == 0:
             return np.empty((0, self.dimensions), dtype=np.float32), 0
         if all(isinstance(x, str) for x in inputs):
@@ -71,7 +71,7 @@ class BertEngine:
         job = _Job(tokens)
         with self._submit_lock:
             if self._closed:
-                raise NativeError(f"model {self.name} is unloaded")
+                raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)")
             self._inbox.put(job)
         job.done.wait()
         if job.error is not None:

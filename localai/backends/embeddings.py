@@ -10,8 +10,17 @@ import numpy as np
 from localai.errors import ContextLengthExceeded, InvalidRequest
 
 
+# Tokens of one request, all inputs together (OpenAI's limit): bounds the work one call can ask.
+MAX_REQUEST_TOKENS = 300_000
+
+
 def check_token_lists(tokens: Sequence[Sequence[int]], n_vocab: int, max_tokens: int) -> None:
-    """Refuse empty inputs, inputs over the context and unknown token ids (before any work)."""
+    """Refuse empty inputs, inputs over the context, requests over MAX_REQUEST_TOKENS and
+    unknown token ids (before any work)."""
+    total = sum(len(ids) for ids in tokens)
+    if total > MAX_REQUEST_TOKENS:
+        raise InvalidRequest(f"The inputs have {total} tokens together; at most {MAX_REQUEST_TOKENS} are embedded "
+                             "per request.", param="input")
     for i, ids in enumerate(tokens):
         if len(ids) == 0:
             raise InvalidRequest(f"input[{i}] is empty; every input must contain at least one token.",

@@ -24,7 +24,7 @@ from localai.bindings import default_threads
 from localai.bindings import whisper as W
 from localai.capabilities import Transcript
 from localai.config import ModelConfig
-from localai.errors import ConfigError, InvalidRequest, ModelLoadError
+from localai.errors import ConfigError, InvalidRequest, ModelLoadError, ModelUnloaded
 from localai.settings import Settings
 
 log = logging.getLogger("localai.whisper")
@@ -85,18 +85,19 @@ class WhisperEngine:
         try:
             job = self._workers.submit(self._run, audio, dict(
                 n_threads=self.n_threads, language=language, translate=translate, prompt=prompt,
-                temperature=temperature, word_timestamps=word_timestamps))
+                decoding=W.DecodeOptions(temperature=temperature), word_timestamps=word_timestamps))
             return job.result()
         except (CancelledError, RuntimeError) as exc:
             if isinstance(exc, CancelledError) or self._closed:  # RuntimeError: submit after shutdown
-                raise ModelLoadError(f"the model {self.name} was unloaded") from None
+                raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)") \
+                    from None
             raise
 
     def _run(self, audio: np.ndarray, options: dict) -> Transcript:
         """On a worker thread: transcribe on an idle state (there are never more workers than states)."""
         with self._lock:
             if self._closed:
-                raise ModelLoadError(f"the model {self.name} was unloaded")
+                raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)")
             state = self._idle.pop() if self._idle else None
         if state is None:
             state = self.model.new_state()

@@ -1,19 +1,22 @@
-"""Typed wrappers over libllama (via the compiled ``_llama_cffi`` module).
+"""Typed wrappers over localai_llama, our guarded C API on llama.cpp (``_llama_cffi``).
 
+Every call goes through native/llama.cpp/localai_llama.h, which catches C++ exceptions and
+returns a status; a failure here raises a ``localai.errors`` class, never ends the process.
 Handles are freed by explicit, idempotent ``close()`` (and ``with``); nothing relies on
-garbage collection for model-sized memory. C failures raise ``localai.errors`` classes.
+garbage collection for model-sized memory.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Sequence
 
 import numpy as np
 
-from localai.bindings import NativeHandle, default_threads, load_native, native_log_level, require
-from localai.errors import DecodeError, GrammarError, ModelLoadError, NativeError
+from localai.bindings import NativeHandle, check_status, default_threads, load_native, native_log_level, require
+from localai.errors import DecodeError, GrammarError, InvalidRequest, ModelLoadError, NativeError
 from localai.sampling import SamplingParams
 
 _native = load_native("_llama_cffi")
@@ -22,27 +25,35 @@ ffi, lib = _native.ffi, _native.lib
 _init_lock = threading.Lock()
 _initialised = False
 
+POOLING_NONE, POOLING_UNSPECIFIED = lib.LLAMA_POOLING_TYPE_NONE, lib.LLAMA_POOLING_TYPE_UNSPECIFIED
+POOLING_MEAN, POOLING_RANK = lib.LLAMA_POOLING_TYPE_MEAN, lib.LLAMA_POOLING_TYPE_RANK
+_U32 = 0xFFFFFFFF
+
+
+def last_error() -> str:
+    return ffi.string(lib.localai_last_error()).decode(errors="replace")
+
+
+# Statuses of localai_llama.h that are the caller's doing; the rest are NativeError.
+_ERRORS = {lib.LOCALAI_ERR_INVALID: InvalidRequest, lib.LOCALAI_ERR_LOAD: ModelLoadError,
+           lib.LOCALAI_ERR_GRAMMAR: GrammarError}
+
+
+def _check(status: int, what: str = "") -> int:
+    return check_status(status, what, last_error, _ERRORS)
+
 
 def apply_log_level() -> None:
     """Point ggml and llama.cpp at the process's log sink with the configured level."""
     lib.localai_set_log_level(native_log_level())
 
 
-def log_sink_address() -> int:
-    """The address of the one C log sink, for the other native libraries to log through."""
-    return int(ffi.cast("uintptr_t", ffi.addressof(lib, "localai_log_sink")))
-
-
 apply_log_level()
-
-
-POOLING_NONE, POOLING_UNSPECIFIED = lib.LLAMA_POOLING_TYPE_NONE, lib.LLAMA_POOLING_TYPE_UNSPECIFIED
-POOLING_MEAN, POOLING_RANK = lib.LLAMA_POOLING_TYPE_MEAN, lib.LLAMA_POOLING_TYPE_RANK
 
 
 def max_parallel_sequences() -> int:
     """The most sequences one llama context can hold."""
-    return int(lib.llama_max_parallel_sequences())
+    return int(lib.localai_max_parallel_sequences())
 
 
 def backend_init() -> None:
@@ -50,13 +61,13 @@ def backend_init() -> None:
     global _initialised
     with _init_lock:
         if not _initialised:
-            lib.llama_backend_init()
+            lib.localai_backend_init()
             _initialised = True
 
 
 def system_info() -> str:
     """llama.cpp's description of the CPU features the build uses (e.g. ``AVX2 = 1``)."""
-    return ffi.string(lib.llama_print_system_info()).decode()
+    return ffi.string(lib.localai_system_info()).decode()
 
 
 def ggml_version() -> str:
@@ -66,7 +77,7 @@ def ggml_version() -> str:
 class Model(NativeHandle):
     """A GGUF model loaded into memory."""
 
-    _free = staticmethod(lib.llama_model_free)
+    _free = staticmethod(lib.localai_model_free)
 
     def __init__(self, path: str | os.PathLike, *, use_mmap: bool = True, use_mlock: bool = False,
                  vocab_only: bool = False) -> None:
@@ -74,64 +85,63 @@ class Model(NativeHandle):
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelLoadError(f"model file not found: {path}")
-        params = lib.llama_model_default_params()
-        params.n_gpu_layers = 0
-        params.vocab_only = vocab_only
-        params.load_mode = {(True, False): lib.LLAMA_LOAD_MODE_MMAP, (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK,
-                            (False, True): lib.LLAMA_LOAD_MODE_MLOCK,
-                            (False, False): lib.LLAMA_LOAD_MODE_NONE}[(use_mmap, use_mlock)]
-        ptr = lib.llama_model_load_from_file(path.encode(), params)
-        require(ptr != ffi.NULL, f"llama.cpp could not load the model {path}", ModelLoadError)
+        ptr = lib.localai_model_load(path.encode(), use_mmap, use_mlock, vocab_only)
+        require(ptr != ffi.NULL, last_error() or f"llama.cpp could not load the model {path}", ModelLoadError)
         self._ptr = ptr
         self.path = path
-        self.vocab = lib.llama_model_get_vocab(ptr)
-        self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
-        self.n_ctx_train = lib.llama_model_n_ctx_train(ptr)
-        self.n_embd = lib.llama_model_n_embd(ptr)
-        self.bos = lib.llama_vocab_bos(self.vocab)
-        self.eos = lib.llama_vocab_eos(self.vocab)
+        info = ffi.new("struct localai_model_info *")
+        _check(lib.localai_model_info(ptr, info), "model info")
+        self.n_vocab = info.n_vocab
+        self.n_ctx_train = info.n_ctx_train
+        self.n_embd = info.n_embd
+        self.n_embd_out = info.n_embd_out  # what pooled embeddings have
+        self.bos, self.eos = info.bos, info.eos
         # fill-in-the-middle tokens (prefix, suffix, middle); -1 where the model has none
-        self.fim = (lib.llama_vocab_fim_pre(self.vocab), lib.llama_vocab_fim_suf(self.vocab),
-                    lib.llama_vocab_fim_mid(self.vocab))
-        self.has_encoder = bool(lib.llama_model_has_encoder(ptr))
-        self.has_decoder = bool(lib.llama_model_has_decoder(ptr))
-        self.n_embd_out = lib.llama_model_n_embd_out(ptr)  # what pooled embeddings have
+        self.fim = (info.fim_pre, info.fim_suf, info.fim_mid)
+        self.has_encoder, self.has_decoder = bool(info.has_encoder), bool(info.has_decoder)
+        self.is_recurrent = bool(info.is_recurrent)
+        self.n_swa = info.n_swa
         self._piece_cache: dict[int, bytes] = {}
 
-    def description(self) -> str:
-        buf = ffi.new("char[]", 256)
-        lib.llama_model_desc(self._live(), buf, 256)
-        return ffi.string(buf).decode(errors="replace")
-
-    def meta(self, key: str) -> str | None:
-        """A GGUF metadata value as text, or None when absent."""
+    @staticmethod
+    def _text(call) -> str | None:
+        """Text a C call writes into a buffer it is given; None when it answers -1 (absent)."""
         size = 256
         while True:
             buf = ffi.new("char[]", size)
-            n = lib.llama_model_meta_val_str(self._live(), key.encode(), buf, size)
-            if n < 0:
+            n = call(buf, size)
+            if n == -1:
                 return None
-            if n < size:
+            if _check(n, "model metadata") < size:
                 return ffi.string(buf).decode(errors="replace")
             size = n + 1
 
-    def chat_template(self, name: str | None = None) -> str | None:
-        ptr = lib.llama_model_chat_template(self._live(), name.encode() if name else ffi.NULL)
+    def description(self) -> str:
+        return self._text(lambda buf, size: lib.localai_model_desc(self._live(), buf, size)) or ""
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as text, or None when absent."""
+        return self._text(lambda buf, size: lib.localai_model_meta(self._live(), key.encode(), buf, size))
+
+    def chat_template(self) -> str | None:
+        ptr = lib.localai_model_chat_template(self._live())
         return None if ptr == ffi.NULL else ffi.string(ptr).decode(errors="replace")
 
     def pooling_type(self) -> int:
         value = self.meta(f"{self.meta('general.architecture')}.pooling_type")
-        return int(value) if value is not None else lib.LLAMA_POOLING_TYPE_NONE
+        return int(value) if value is not None else POOLING_NONE
 
     def tokenize(self, text: str | bytes, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        data = text.encode() if isinstance(text, str) else text
+        data = text.encode("utf-8", errors="replace") if isinstance(text, str) else text
         capacity = len(data) + 8
+        count = ffi.new("int32_t *")
         for _ in range(2):
             buf = ffi.new("llama_token[]", capacity)
-            n = lib.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special, parse_special)
-            if n >= 0:
-                return list(ffi.unpack(buf, n))
-            capacity = -n
+            _check(lib.localai_tokenize(self._live(), data, len(data), buf, capacity, add_special, parse_special,
+                                        count), "tokenize")
+            if count[0] >= 0:
+                return list(ffi.unpack(buf, count[0]))
+            capacity = -count[0]
         raise NativeError("llama_tokenize failed")
 
     def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
@@ -139,12 +149,14 @@ class Model(NativeHandle):
         key = token if not special else ~token
         piece = self._piece_cache.get(key)
         if piece is None:
-            buf = ffi.new("char[]", 64)
-            n = lib.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
-            if n < 0:
-                buf = ffi.new("char[]", -n)
-                n = lib.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
-            piece = ffi.unpack(buf, n)
+            size, count = 64, ffi.new("int32_t *")
+            for _ in range(2):
+                buf = ffi.new("char[]", size)
+                _check(lib.localai_token_to_piece(self._live(), token, buf, size, special, count), "token_to_piece")
+                if count[0] >= 0:
+                    break
+                size = -count[0]
+            piece = ffi.unpack(buf, max(count[0], 0))
             self._piece_cache[key] = piece
         return piece
 
@@ -152,177 +164,190 @@ class Model(NativeHandle):
         return b"".join(self.token_to_piece(t, special=special) for t in tokens).decode(errors="replace")
 
     def is_eog(self, token: int) -> bool:
-        return bool(lib.llama_vocab_is_eog(self.vocab, token))
+        return bool(_check(lib.localai_token_is_eog(self._live(), token), "is_eog"))
+
+    @functools.cached_property
+    def eog_tokens(self) -> tuple[int, ...]:
+        """Every end-of-generation token of the vocabulary."""
+        return tuple(t for t in range(self.n_vocab) if self.is_eog(t))
 
     def token_text(self, token: int) -> str:
-        return ffi.string(lib.llama_vocab_get_text(self.vocab, token)).decode(errors="replace")
+        ptr = lib.localai_token_text(self._live(), token)
+        return "" if ptr == ffi.NULL else ffi.string(ptr).decode(errors="replace")
 
 
 class Batch(NativeHandle):
     """A reusable llama_batch for up to ``capacity`` tokens across sequences."""
 
-    _free = None
+    _free = staticmethod(lib.localai_batch_free)
 
-    def __init__(self, capacity: int, embd: int = 0) -> None:
-        self._struct = ffi.new("struct llama_batch *")
-        self._struct[0] = lib.llama_batch_init(capacity, embd, 1)
-        self._ptr = self._struct
+    def __init__(self, capacity: int) -> None:
+        ptr = lib.localai_batch_new(capacity)
+        require(ptr != ffi.NULL, last_error() or "could not allocate a batch", NativeError)
+        self._ptr = ptr
         self.capacity = capacity
         self._one = ffi.new("llama_token[1]")  # reused for the common one-token add
 
-    def close(self) -> None:
-        if self._ptr:
-            lib.llama_batch_free(self._struct[0])
-            self._ptr = None
-
     @property
     def n_tokens(self) -> int:
-        return self._struct.n_tokens
+        return lib.localai_batch_size(self._live())
 
     def clear(self) -> None:
-        self._struct.n_tokens = 0
+        lib.localai_batch_clear(self._live())
 
     def add(self, tokens: Sequence[int], pos0: int, seq_id: int, logits_last: bool, *,
             logits_all: bool = False) -> int:
         """Append tokens of one sequence; returns the batch index of the last one. Logits are
         kept for the last token (``logits_last``) or for every one (``logits_all``)."""
         n = len(tokens)
-        if self._struct.n_tokens + n > self.capacity:
-            raise NativeError(f"batch overflow: {self._struct.n_tokens}+{n} > {self.capacity}")
         if n == 1:
             arr = self._one
             arr[0] = tokens[0]
         else:
             arr = ffi.new("llama_token[]", list(tokens))
-        lib.localai_batch_add_seq(self._live(), arr, n, pos0, seq_id, 2 if logits_all else 1 if logits_last else 0)
-        return self._struct.n_tokens - 1
+        outputs = 2 if logits_all else 1 if logits_last else 0
+        return _check(lib.localai_batch_add(self._live(), self.capacity, arr, n, pos0, seq_id, outputs), "batch")
 
 
 class Context(NativeHandle):
-    """An inference context: KV cache for up to ``n_seq_max`` parallel sequences."""
+    """An inference context: KV cache for up to ``n_seq_max`` parallel sequences, with its own
+    persistent thread pool."""
 
-    _free = staticmethod(lib.llama_free)
+    _free = staticmethod(lib.localai_context_free)
 
     def __init__(self, model: Model, *, n_ctx: int = 0, n_batch: int = 512, n_ubatch: int | None = None,
                  n_seq_max: int = 1, n_threads: int | None = None, embeddings: bool = False,
                  pooling: int | None = None, kv_unified: bool = False) -> None:
-        params = lib.llama_context_default_params()
+        params = ffi.new("struct localai_context_params *")
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_ubatch or min(n_batch, 512)
         params.n_seq_max = n_seq_max
         threads = n_threads or default_threads()
         params.n_threads = threads
-        params.n_threads_batch = threads
         params.embeddings = embeddings
-        params.no_perf = True
-        # Separate KV streams per sequence (n_ctx / n_seq_max cells each) by default: with one
-        # unified buffer, attention spans every sequence's cached cells, so prefixes kept for
-        # reuse in idle slots would slow down every other request.
+        params.pooling_type = POOLING_UNSPECIFIED if pooling is None else pooling
         params.kv_unified = kv_unified
-        if pooling is not None:
-            params.pooling_type = pooling
-        ptr = lib.llama_init_from_model(model._live(), params)
-        require(ptr != ffi.NULL, "llama.cpp could not create a context (out of memory?)", ModelLoadError)
+        ptr = lib.localai_context_new(model._live(), params)
+        require(ptr != ffi.NULL, last_error() or "llama.cpp could not create a context (out of memory?)",
+                ModelLoadError)
         self._ptr = ptr
         self.model = model
-        self.n_ctx = lib.llama_n_ctx(ptr)
-        self.n_batch = lib.llama_n_batch(ptr)
-        self.n_seq_max = lib.llama_n_seq_max(ptr)
-        self.memory = lib.llama_get_memory(ptr)
+        info = ffi.new("struct localai_context_info *")
+        _check(lib.localai_context_info(ptr, info), "context info")
+        self.n_ctx, self.n_batch, self.n_seq_max = info.n_ctx, info.n_batch, info.n_seq_max
         self.n_threads = threads
-        self._threadpool = lib.localai_attach_threadpool(ptr, threads)
-
-    def close(self) -> None:
-        super().close()  # the context first: it uses the pool until freed
-        pool, self._threadpool = getattr(self, "_threadpool", ffi.NULL), ffi.NULL
-        if pool != ffi.NULL:
-            lib.localai_free_threadpool(pool)
+        self._decode_status = ffi.new("int32_t *")
 
     def decode(self, batch: Batch) -> None:
         """Run the model over the batch; the GIL is released while C works."""
-        status = lib.llama_decode(self._live(), batch._struct[0])
-        if status != 0:
-            raise DecodeError(status)
+        status = lib.localai_decode(self._live(), batch._live(), self._decode_status)
+        if status == lib.LOCALAI_ERR_DECODE:
+            raise DecodeError(self._decode_status[0])
+        _check(status, "decode")
 
     def logits(self, index: int) -> np.ndarray:
         """Logits of the batch position ``index`` (a copy-free view valid until the next decode)."""
-        ptr = lib.llama_get_logits_ith(self._live(), index)
-        require(ptr != ffi.NULL, f"no logits for batch index {index}")
+        ptr = lib.localai_logits(self._live(), index)
+        require(ptr != ffi.NULL, last_error() or f"no logits for batch index {index}")
         return np.frombuffer(ffi.buffer(ptr, self.model.n_vocab * 4), dtype=np.float32)
 
     def embeddings_seq(self, seq_id: int) -> np.ndarray:
-        ptr = lib.llama_get_embeddings_seq(self._live(), seq_id)
-        require(ptr != ffi.NULL, f"no pooled embeddings for sequence {seq_id}")
-        return np.frombuffer(ffi.buffer(ptr, self.model.n_embd_out * 4), dtype=np.float32).copy()
+        out = np.empty(self.model.n_embd_out, dtype=np.float32)
+        _check(lib.localai_embeddings_seq(self._live(), seq_id, ffi.from_buffer("float[]", out), out.size),
+               "embeddings")
+        return out
 
     def embeddings_ith(self, index: int) -> np.ndarray:
-        ptr = lib.llama_get_embeddings_ith(self._live(), index)
-        require(ptr != ffi.NULL, f"no embeddings for batch index {index}")
-        return np.frombuffer(ffi.buffer(ptr, self.model.n_embd * 4), dtype=np.float32).copy()
+        out = np.empty(self.model.n_embd, dtype=np.float32)
+        _check(lib.localai_embeddings_ith(self._live(), index, ffi.from_buffer("float[]", out), out.size),
+               "embeddings")
+        return out
 
     # ---- KV memory per sequence ----
     def seq_remove(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
-        return bool(lib.llama_memory_seq_rm(self.memory, seq_id, p0, p1))
+        return bool(_check(lib.localai_seq_rm(self._live(), seq_id, p0, p1), "seq_rm"))
 
     def seq_pos_max(self, seq_id: int) -> int:
-        return lib.llama_memory_seq_pos_max(self.memory, seq_id)
+        """The last position held for the sequence; -1 when it holds none."""
+        value = lib.localai_seq_pos_max(self._live(), seq_id)
+        return value if value >= -1 else _check(value, "seq_pos_max")
 
     def memory_clear(self) -> None:
-        lib.llama_memory_clear(self.memory, True)
+        _check(lib.localai_memory_clear(self._live()), "memory_clear")
+
+    def seq_state(self, seq_id: int) -> bytes:
+        """The KV cells of one sequence as bytes (what ``set_seq_state`` restores)."""
+        size = lib.localai_seq_state_size(self._live(), seq_id)
+        buf = ffi.new("uint8_t[]", max(size, 1))
+        written = lib.localai_seq_state_get(self._live(), seq_id, buf, size)
+        if written != size:
+            raise NativeError(last_error() or f"could not save sequence {seq_id}")
+        return ffi.unpack(buf, written)
+
+    def set_seq_state(self, seq_id: int, state: bytes) -> None:
+        if lib.localai_seq_state_set(self._live(), seq_id, state, len(state)) == 0:
+            raise NativeError(last_error() or f"could not restore sequence {seq_id}")
+
+
+class SamplingDone(NativeError):
+    """The sequence cannot continue: ``complete`` when its grammar is finished but
+    end-of-generation is banned, else no token satisfies its constraints."""
+
+    def __init__(self, message: str, *, complete: bool):
+        super().__init__(message)
+        self.complete = complete
 
 
 class Sampler(NativeHandle):
-    """llama.cpp's sampler chain built from ``SamplingParams`` (runs in C, per sequence)."""
+    """One sequence's sampling: biases, penalties, truncation, temperature, grammar (in C).
 
-    _free = staticmethod(lib.llama_sampler_free)
+    Built from validated ``SamplingParams`` where the request is admitted, so a value C cannot
+    take is refused there, not in the scheduler thread."""
 
-    def __init__(self, model: Model, params: SamplingParams) -> None:
-        chain_params = lib.llama_sampler_chain_default_params()
-        chain_params.no_perf = True
-        chain = lib.llama_sampler_chain_init(chain_params)
-        self._ptr = chain
-        add = lambda s: lib.llama_sampler_chain_add(chain, s)  # noqa: E731 - the chain takes ownership
-        n_vocab = model.n_vocab
+    _free = staticmethod(lib.localai_sampler_free)
+
+    def __init__(self, model: Model, params: SamplingParams, *, context_size: int | None = None) -> None:
+        p = ffi.new("struct localai_sampling *")
+        p.temperature = params.temperature
+        p.top_p = params.top_p
+        p.top_k = params.top_k
+        p.min_p = params.min_p
+        p.typical_p = params.typical_p
+        p.repeat_penalty = params.repeat_penalty
+        # llama.cpp reads -1 as "off"; OpenAI-style clients mean "the whole context"
+        last_n = params.repeat_last_n
+        p.repeat_last_n = (context_size or model.n_ctx_train) if last_n < 0 else last_n
+        p.presence_penalty = params.presence_penalty
+        p.frequency_penalty = params.frequency_penalty
+        p.seed = lib.localai_default_seed() if params.seed is None else params.seed & _U32
+        keep = []
         if params.logit_bias:
             biases = ffi.new("llama_logit_bias[]", len(params.logit_bias))
             for i, (tok, bias) in enumerate(params.logit_bias.items()):
                 biases[i].token, biases[i].bias = tok, bias
-            add(lib.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), biases))
-        self._grammar = ffi.NULL
+            p.n_logit_bias, p.logit_bias = len(params.logit_bias), biases
+            keep.append(biases)
         if params.grammar:
-            # Kept out of the chain: checked against the chosen token only (see sample()).
-            self._grammar = lib.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
-            if self._grammar == ffi.NULL:
-                self.close()
-                raise GrammarError("llama.cpp could not parse the grammar")
-            self._candidates = ffi.new("llama_token_data[]", n_vocab)
-        if params.uses_penalties:
-            add(lib.llama_sampler_init_penalties(n_vocab, params.repeat_last_n, params.repeat_penalty,
-                                                 params.frequency_penalty, params.presence_penalty))
-        if params.temperature <= 0:
-            add(lib.llama_sampler_init_greedy())
-            return
-        if params.top_k > 0:
-            add(lib.llama_sampler_init_top_k(params.top_k))
-        if params.typical_p < 1.0:
-            add(lib.llama_sampler_init_typical(params.typical_p, 1))
-        if params.top_p < 1.0:
-            add(lib.llama_sampler_init_top_p(params.top_p, 1))
-        if params.min_p > 0.0:
-            add(lib.llama_sampler_init_min_p(params.min_p, 1))
-        add(lib.llama_sampler_init_temp(params.temperature))
-        seed = lib.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
-        add(lib.llama_sampler_init_dist(seed))
+            grammar = ffi.new("char[]", params.grammar.encode())
+            p.grammar = grammar
+            keep.append(grammar)
+        status = ffi.new("int32_t *")
+        ptr = lib.localai_sampler_new(model._live(), p, status)
+        if ptr == ffi.NULL:
+            _check(status[0] if status[0] < 0 else lib.LOCALAI_ERR_EXCEPTION, "sampler")
+        self._ptr = ptr
+        self._token = ffi.new("llama_token *")
 
     def sample(self, ctx: Context, index: int) -> int:
-        """Sample (and accept) the next token from the logits at batch ``index``."""
-        if self._grammar != ffi.NULL:
-            return lib.localai_sample_constrained(self._live(), self._grammar, ctx._live(), index, self._candidates)
-        return lib.llama_sampler_sample(self._live(), ctx._live(), index)
-
-    def close(self) -> None:
-        grammar, self._grammar = getattr(self, "_grammar", ffi.NULL), ffi.NULL
-        if grammar != ffi.NULL:
-            lib.llama_sampler_free(grammar)
-        super().close()
+        """Sample (and accept) the next token from the logits at batch ``index``; raises
+        ``SamplingDone`` when the constraints leave no token."""
+        status = lib.localai_sampler_sample(self._live(), ctx._live(), index, self._token)
+        if status == lib.LOCALAI_OK:
+            return self._token[0]
+        if status == lib.LOCALAI_GRAMMAR_COMPLETE:
+            raise SamplingDone("the grammar is complete and end-of-generation is banned", complete=True)
+        if status == lib.LOCALAI_ERR_NO_CANDIDATE:
+            raise SamplingDone(last_error(), complete=False)
+        _check(status, "sampling")
+        raise NativeError(f"sampling returned status {status}")

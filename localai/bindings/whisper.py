@@ -1,10 +1,11 @@
-"""Typed wrappers over libwhisper (via the compiled ``_whisper_cffi`` module).
+"""Typed wrappers over localai_whisper, our guarded C API on whisper.cpp (``_whisper_cffi``).
 
 The model (weights, vocabulary) is loaded once without a decoding state; each
 ``WhisperState`` holds what one transcription mutates (KV caches, mel, results). Many
-states may run ``whisper_full_with_state`` over one model at the same time, each from its
-own thread (cffi releases the GIL during the call). A single state is not safe for
-concurrent use: callers hand each running transcription its own.
+states may transcribe over one model at the same time, each from its own thread (cffi
+releases the GIL during the call). A single state is not safe for concurrent use: callers
+hand each running transcription its own. Every call goes through
+native/whisper.cpp/localai_whisper.h, which turns C++ exceptions into statuses.
 """
 
 from __future__ import annotations
@@ -12,40 +13,59 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
-from localai.bindings import NativeHandle, default_threads, load_native
+from localai.bindings import NativeHandle, check_status, default_threads, load_native
 from localai.bindings import llama as _llama
 from localai.capabilities import Segment, Token, Transcript, Word
-from localai.errors import ModelLoadError, NativeError
+from localai.errors import InvalidRequest, ModelLoadError, NativeError
 
 _native = load_native("_whisper_cffi")
 ffi, lib = _native.ffi, _native.lib
 
-SAMPLE_RATE = lib.WHISPER_SAMPLE_RATE if hasattr(lib, "WHISPER_SAMPLE_RATE") else 16000
-# whisper.cpp logs through the process's one sink (the llama module's), filtered by its level.
-lib.whisper_log_set(ffi.cast("ggml_log_callback", _llama.log_sink_address()), ffi.NULL)
+SAMPLE_RATE = 16000
+_llama.apply_log_level()
+lib.localai_whisper_use_log_sink()  # whisper.cpp logs through the process's one sink
+
+_ERRORS = {lib.LOCALAI_WHISPER_ERR_INVALID: InvalidRequest, lib.LOCALAI_WHISPER_ERR_LOAD: ModelLoadError}
+
+
+class Cancelled(NativeError):
+    """The transcription was cancelled while it ran."""
+
+
+def last_error() -> str:
+    return ffi.string(lib.localai_whisper_last_error()).decode(errors="replace")
+
+
+def _check(status: int, what: str = "") -> int:
+    if status == lib.LOCALAI_WHISPER_CANCELLED:
+        raise Cancelled(last_error() or "the transcription was cancelled")
+    return check_status(status, what, last_error, _ERRORS)
+
+
+def _string(ptr) -> str | None:
+    return None if ptr == ffi.NULL else ffi.string(ptr).decode(errors="replace")
 
 
 def system_info() -> str:
-    return ffi.string(lib.whisper_print_system_info()).decode()
+    return _string(lib.localai_whisper_system_info()) or ""
 
 
 def version() -> str:
-    return ffi.string(lib.whisper_version()).decode()
+    return _string(lib.localai_whisper_version()) or ""
 
 
 def language_name(lang_id: int) -> str | None:
     """whisper's full language name ("english") of a language id."""
-    ptr = lib.whisper_lang_str_full(lang_id)
-    return None if ptr == ffi.NULL else ffi.string(ptr).decode()
+    return _string(lib.localai_whisper_lang_name(lang_id))
 
 
 def language_code(lang_id: int) -> str | None:
     """ISO 639-1 code ("en") of a language id."""
-    ptr = lib.whisper_lang_str(lang_id)
-    return None if ptr == ffi.NULL else ffi.string(ptr).decode()
+    return _string(lib.localai_whisper_lang_code(lang_id))
 
 
 @functools.cache
@@ -53,7 +73,7 @@ def _language_ids() -> dict[str, int]:
     """Every code and full name whisper knows, lowercase, to its id (looked up here rather than
     by whisper_lang_id, which logs an error for every unknown name)."""
     ids: dict[str, int] = {}
-    for lang_id in range(lib.whisper_lang_max_id() + 1):
+    for lang_id in range(_check(lib.localai_whisper_lang_max_id()) + 1):
         for name in (language_code(lang_id), language_name(lang_id)):
             if name:
                 ids.setdefault(name.lower(), lang_id)
@@ -65,27 +85,40 @@ def language_id(code: str) -> int:
     return _language_ids().get(code.strip().lower(), -1) if code else -1
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How whisper decodes; the defaults are whisper.cpp's (its fallback on failed windows included)."""
+
+    beam_size: int = 0  # > 1: beam search of that width; else greedy
+    best_of: int = 5  # greedy: candidates per fallback temperature
+    temperature: float = 0.0
+    temperature_increment: float = 0.2  # 0: no fallback
+    entropy_threshold: float = 2.4  # whisper.cpp's stand-in for the compression-ratio threshold
+    logprob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+
+
 class WhisperModel(NativeHandle):
     """A loaded whisper.cpp model (weights + vocabulary), shared by any number of states."""
 
-    _free = staticmethod(lib.whisper_free)
+    _free = staticmethod(lib.localai_whisper_free)
 
-    def __init__(self, path: str | os.PathLike, *, use_gpu: bool = False, flash_attn: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike, *, flash_attn: bool = True) -> None:
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelLoadError(f"model file not found: {path}")
-        params = lib.whisper_context_default_params()
-        params.use_gpu = use_gpu
-        params.flash_attn = flash_attn
-        ptr = lib.whisper_init_from_file_with_params_no_state(path.encode(), params)
+        ptr = lib.localai_whisper_load(path.encode(), flash_attn)
         if ptr == ffi.NULL:
-            raise ModelLoadError(f"whisper.cpp could not load the model {path}")
+            raise ModelLoadError(last_error() or f"whisper.cpp could not load the model {path}")
         self._ptr = ptr
         self.path = path
-        self.multilingual = bool(lib.whisper_is_multilingual(ptr))
-        self.n_vocab = lib.whisper_n_vocab(ptr)
-        self.token_eot = lib.whisper_token_eot(ptr)
-        self.token_beg = lib.whisper_token_beg(ptr)
+        info = ffi.new("struct localai_whisper_model_info *")
+        _check(lib.localai_whisper_info(ptr, info), "model info")
+        self.multilingual = bool(info.multilingual)
+        self.n_vocab = info.n_vocab
+        self.n_text_ctx = info.n_text_ctx
+        self.token_eot = info.token_eot
+        self.token_beg = info.token_beg
         self._states: list[WhisperState] = []  # closed before the model
         self._default_state: WhisperState | None = None
         self._default_lock = threading.Lock()
@@ -100,44 +133,40 @@ class WhisperModel(NativeHandle):
         return WhisperState(self)
 
     def tokenize(self, text: str) -> list[int]:
-        data = text.encode()
-        buf = ffi.new("whisper_token[]", len(data) + 8)
-        n = lib.whisper_tokenize(self._live(), data, buf, len(buf))
-        if n < 0:
-            raise NativeError("whisper_tokenize failed")
-        return list(ffi.unpack(buf, n))
+        data = text.encode("utf-8", errors="replace")
+        capacity = len(data) + 8
+        count = ffi.new("int32_t *")
+        for _ in range(2):
+            buf = ffi.new("whisper_token[]", capacity)
+            _check(lib.localai_whisper_tokenize(self._live(), data, buf, capacity, count), "tokenize")
+            if count[0] >= 0:
+                return list(ffi.unpack(buf, count[0]))
+            capacity = -count[0]
+        raise NativeError("whisper_tokenize failed")
 
-    def transcribe(self, audio: np.ndarray, *, n_threads: int = 0, language: str | None = None,
-                   translate: bool = False, prompt: str | None = None, temperature: float = 0.0,
-                   word_timestamps: bool = False, beam_size: int = 0,
-                   state: "WhisperState | None" = None) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio.
+    def transcribe(self, audio: np.ndarray, *, state: "WhisperState | None" = None, **options) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio (``WhisperState.transcribe``'s options).
 
-        ``language`` None or "auto": English for English-only models, detected otherwise.
         ``state``: the decoding state to use; without one, the model's own default state is
         used, one call at a time.
         """
         if state is not None:
-            return state.transcribe(audio, n_threads=n_threads, language=language, translate=translate,
-                                    prompt=prompt, temperature=temperature, word_timestamps=word_timestamps,
-                                    beam_size=beam_size)
+            return state.transcribe(audio, **options)
         with self._default_lock:
             if self._default_state is None or self._default_state.closed:
                 self._default_state = self.new_state()
-            return self._default_state.transcribe(
-                audio, n_threads=n_threads, language=language, translate=translate, prompt=prompt,
-                temperature=temperature, word_timestamps=word_timestamps, beam_size=beam_size)
+            return self._default_state.transcribe(audio, **options)
 
 
 class WhisperState(NativeHandle):
     """One decoding state of a model: run one transcription at a time on it."""
 
-    _free = staticmethod(lib.whisper_free_state)
+    _free = staticmethod(lib.localai_whisper_state_free)
 
     def __init__(self, model: WhisperModel) -> None:
-        ptr = lib.whisper_init_state(model._live())
+        ptr = lib.localai_whisper_state_new(model._live())
         if ptr == ffi.NULL:
-            raise ModelLoadError("whisper.cpp could not allocate a decoding state (out of memory?)")
+            raise ModelLoadError(last_error() or "whisper.cpp could not allocate a decoding state (out of memory?)")
         self._ptr = ptr
         self.model = model
         model._states.append(self)
@@ -149,59 +178,57 @@ class WhisperState(NativeHandle):
                 self.model._states.remove(self)
 
     def transcribe(self, audio: np.ndarray, *, n_threads: int = 0, language: str | None = None,
-                   translate: bool = False, prompt: str | None = None, temperature: float = 0.0,
-                   word_timestamps: bool = False, beam_size: int = 0) -> Transcript:
+                   translate: bool = False, prompt: str | None = None, word_timestamps: bool = False,
+                   decoding: DecodeOptions = DecodeOptions(), cancel=None) -> Transcript:
+        """``language`` None or "auto": English for English-only models, detected otherwise.
+        ``cancel``: an ``int32_t *`` from ``cancel_flag()``; setting it to 1 stops the run
+        (``Cancelled``)."""
         model = self.model
-        ctx, state = model._live(), self._live()
         samples = np.ascontiguousarray(audio, dtype=np.float32)
         if samples.ndim != 1:
             raise NativeError("whisper expects mono audio (a 1-D array)")
-        strategy = lib.WHISPER_SAMPLING_BEAM_SEARCH if beam_size > 1 else lib.WHISPER_SAMPLING_GREEDY
-        params = lib.whisper_full_default_params(strategy)
-        params.n_threads = n_threads or default_threads()
-        params.print_progress = False
-        params.print_realtime = False
-        params.print_timestamps = False
-        params.print_special = False
-        params.no_context = True  # never condition on a previous request's text
-        params.translate = translate
-        params.temperature = temperature
-        params.token_timestamps = word_timestamps
-        if beam_size > 1:
-            params.beam_search.beam_size = beam_size
-        keep = []  # C strings must outlive whisper_full_with_state
+        options = ffi.new("struct localai_whisper_options *")
+        options.n_threads = n_threads or default_threads()
+        keep = []  # C strings must outlive the call
         if language is None or language == "auto":
             lang = ffi.new("char[]", b"auto" if model.multilingual else b"en")
         else:
             lang = ffi.new("char[]", language.encode())
-        params.detect_language = False  # True would only detect the language and stop
         keep.append(lang)
-        params.language = lang
+        options.language = lang
+        options.translate = translate
         if prompt:
-            text = ffi.new("char[]", prompt.encode())
+            text = ffi.new("char[]", prompt.encode("utf-8", errors="replace"))
             keep.append(text)
-            params.initial_prompt = text
-        status = lib.whisper_full_with_state(ctx, state, params, ffi.from_buffer("float[]", samples), len(samples))
-        if status != 0:
-            raise NativeError(f"whisper_full failed with status {status}")
+            options.initial_prompt = text
+        options.token_timestamps = word_timestamps
+        options.beam_size = decoding.beam_size
+        options.best_of = decoding.best_of
+        options.temperature = decoding.temperature
+        options.temperature_inc = decoding.temperature_increment
+        options.entropy_thold = decoding.entropy_threshold
+        options.logprob_thold = decoding.logprob_threshold
+        options.no_speech_thold = decoding.no_speech_threshold
+        if cancel is not None:
+            options.cancel = cancel
+        _check(lib.localai_whisper_transcribe(model._live(), self._live(), options,
+                                              ffi.from_buffer("float[]", samples), len(samples)), "transcription")
         return self._results(word_timestamps, language)
 
     def _results(self, word_timestamps: bool, language: str | None) -> Transcript:
-        ctx, state = self.model._ptr, self._ptr
+        ctx, state = self.model._live(), self._live()
         eot, beg = self.model.token_eot, self.model.token_beg
-        lang_id = lib.whisper_full_lang_id_from_state(state)
+        lang_id = lib.localai_whisper_lang_id(state)
+        segment, data = ffi.new("struct localai_whisper_segment *"), ffi.new("struct localai_whisper_token *")
         segments: list[Segment] = []
         seek = 0
-        for i in range(lib.whisper_full_n_segments_from_state(state)):
-            t0 = lib.whisper_full_get_segment_t0_from_state(state, i)
-            seg = Segment(
-                start=t0 / 100.0,
-                end=lib.whisper_full_get_segment_t1_from_state(state, i) / 100.0,
-                text=ffi.string(lib.whisper_full_get_segment_text_from_state(state, i)).decode(errors="replace"),
-                no_speech_prob=lib.whisper_full_get_segment_no_speech_prob_from_state(state, i),
-            )
-            for j in range(lib.whisper_full_n_tokens_from_state(state, i)):
-                data = lib.whisper_full_get_token_data_from_state(state, i, j)
+        for i in range(_check(lib.localai_whisper_n_segments(state), "segments")):
+            _check(lib.localai_whisper_segment(state, i, segment), "segment")
+            t0 = segment.t0
+            seg = Segment(start=t0 / 100.0, end=segment.t1 / 100.0, text=_string(segment.text) or "",
+                          no_speech_prob=segment.no_speech_prob)
+            for j in range(segment.n_tokens):
+                _check(lib.localai_whisper_token(ctx, state, i, j, data), "token")
                 is_timestamp = data.id >= beg
                 if data.id >= eot and not is_timestamp:
                     continue  # <|startoftranscript|>, language, task and other control tokens
@@ -209,7 +236,7 @@ class WhisperState(NativeHandle):
                     # The first segment of a window opens with a timestamp token relative to
                     # the window: t0 = seek + 2 * (token - beg) in 10 ms frames.
                     seek = max(0, t0 - 2 * (data.id - beg))
-                piece = ffi.string(lib.whisper_full_get_token_text_from_state(ctx, state, i, j))
+                piece = ffi.string(data.text) if data.text != ffi.NULL else b""
                 seg.tokens.append(Token(id=data.id, text=piece, logprob=data.plog, probability=data.p,
                                         start=data.t0 / 100.0, end=data.t1 / 100.0, is_timestamp=is_timestamp))
             seg.seek = seek
@@ -218,6 +245,11 @@ class WhisperState(NativeHandle):
             segments.append(seg)
         code = language_code(lang_id) if lang_id >= 0 else None
         return Transcript(language=code or language, segments=segments)
+
+
+def cancel_flag():
+    """A flag a running transcription polls: set ``flag[0] = 1`` to stop it."""
+    return ffi.new("int32_t *")
 
 
 def _words(tokens: list[Token]) -> list[Word]:

@@ -98,6 +98,13 @@ def test_models_lists_configured_models(client):
     ({**CHAT, "logit_bias": {"abc": 1}}, "logit_bias"),
     ({**CHAT, "top_logprobs": 3}, "top_logprobs"),
     ({**CHAT, "model": 7}, "model"),
+    ({**CHAT, "seed": 3.0}, "seed"),  # integers are integers, in every field
+    ({**CHAT, "max_tokens": 2.0}, "max_tokens"),
+    ({**CHAT, "temperature": 1e400}, None),  # Python writes Infinity: not JSON
+    (json.dumps(CHAT).replace('"messages"', '"temperature": 1e400, "messages"').encode(), None),  # overflows
+    (json.dumps(CHAT).replace('"messages"', '"top_p": NaN, "messages"').encode(), None),
+    (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', None),  # an unpaired surrogate
+    (b"[" * 100 + b"]" * 100, None),  # nested beyond the depth limit
     ({**CHAT, "tool_choice": "required"}, "tool_choice"),
 ])
 def test_bad_chat_requests_are_400s_naming_the_parameter(client, body, param):
@@ -113,12 +120,11 @@ def test_unknown_model_is_404_and_wrong_capability_is_400(client):
 
 
 def test_request_values_reach_the_engine(client, engines):
-    post(client, "/v1/chat/completions", {**CHAT, "temperature": 0.25, "top_k": 7, "seed": 3.0, "max_tokens": 5,
+    post(client, "/v1/chat/completions", {**CHAT, "temperature": 0.25, "top_k": 7, "seed": 3, "max_tokens": 5,
                                           "stop": ["Paris"], "logit_bias": {"12": -100}, "cache_prompt": False})
     _, options = engines["fake"].generated[-1]
     assert options.cache_prompt is False
     assert (options.sampling.temperature, options.sampling.top_k, options.sampling.seed) == (0.25, 7, 3)
-    assert isinstance(options.sampling.seed, int)
     assert options.max_tokens == 5 and options.stop == ["Paris"] and options.sampling.logit_bias == {12: -100.0}
 
 

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from localai.api import schemas, tools
 from localai.api.generation import generation_options, postprocess, stream_events, usage
-from localai.api.http import ApiRequest, Server, json_response, read_json, stream_response
+from localai.api.http import ApiRequest, Server, client_gone, json_response, read_json, stream_response
 from localai.capabilities import Capability, Delta
 from localai.errors import InvalidRequest
 from localai.templates import choose_chat_template, render_chat_prompt
@@ -40,8 +40,8 @@ def on_chat(app: Server, request: ApiRequest) -> Response:
         logprobs = int(body.get("top_logprobs") or 0)
     elif body.get("top_logprobs"):
         raise InvalidRequest("top_logprobs requires logprobs to be true.", param="top_logprobs")
-    generation = engine.generate([prompt], generation_options(body, config, grammar=grammar, logprobs=logprobs),
-                                 n=int(body.get("n") or 1))
+    options = generation_options(body, config, app.settings, grammar=grammar, logprobs=logprobs)
+    generation = engine.generate([prompt], options, n=int(body.get("n") or 1))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
@@ -51,7 +51,7 @@ def on_chat(app: Server, request: ApiRequest) -> Response:
         return stream_response(stream_events(generation, request, body, envelope, _ChunkChoices(plan)),
                                on_close=generation.cancel)
 
-    deltas, finished = generation.collect()
+    deltas, finished = generation.collect(abandoned=client_gone(request))
     choices = []
     for i in range(generation.choices):
         text = postprocess("".join(e.text for e in deltas[i]), config)

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from localai.api import schemas
 from localai.api.generation import check_choices, generation_options, postprocess, stream_events, usage
-from localai.api.http import ApiRequest, Server, json_response, read_json, stream_response
+from localai.api.http import ApiRequest, Server, client_gone, json_response, read_json, stream_response
 from localai.capabilities import Capability, Delta
 from localai.errors import InvalidRequest
 from localai.templates import render_completion_prompt
@@ -66,7 +66,8 @@ def on_completions(app: Server, request: ApiRequest) -> Response:
     logprobs = None if logprobs is None else int(logprobs)
     echo = bool(body.get("echo"))
     # best_of: every candidate's chosen-token logprobs are needed to rank them
-    options = generation_options(body, config, logprobs=logprobs if best_of == n or logprobs is not None else 0,
+    options = generation_options(body, config, app.settings,
+                                 logprobs=logprobs if best_of == n or logprobs is not None else 0,
                                  prompt_logprobs=echo and logprobs is not None, suffix=suffix)
     generation = engine.generate(prompts, options, n=best_of)
     echo_texts = [(p if isinstance(p, str) else engine.detokenize(p)) if echo else "" for p in prompts]
@@ -94,7 +95,7 @@ def on_completions(app: Server, request: ApiRequest) -> Response:
         return stream_response(stream_events(generation, request, body, envelope, make_choices),
                                on_close=generation.cancel)
 
-    events, finished = generation.collect()
+    events, finished = generation.collect(abandoned=client_gone(request))
     choices = []
     for p in range(len(prompts)):
         candidates = range(p * best_of, (p + 1) * best_of)

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from localai.api import schemas
 from localai.api.generation import generation_options, postprocess, usage
-from localai.api.http import ApiRequest, Server, json_response, read_json
+from localai.api.http import ApiRequest, Server, client_gone, json_response, read_json
 from localai.capabilities import Capability
 from localai.templates import render_edit_prompt
 
@@ -18,8 +18,8 @@ def on_edits(app: Server, request: ApiRequest) -> Response:
     config = app.resolve_model(request, body.get("model"))
     engine = app.manager.engine_for(config, Capability.TEXT)
     prompt = render_edit_prompt(body["instruction"], body.get("input") or "", config.template.edit)
-    generation = engine.generate([prompt], generation_options(body, config), n=int(body.get("n") or 1))
-    deltas, finished = generation.collect()
+    generation = engine.generate([prompt], generation_options(body, config, app.settings), n=int(body.get("n") or 1))
+    deltas, finished = generation.collect(abandoned=client_gone(request))
     totals = usage(generation, finished)
     request.record.tokens = totals["completion_tokens"]
     return json_response({

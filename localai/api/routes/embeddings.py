@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 from werkzeug.wrappers import Response
 
-from localai.api.http import ApiRequest, Server, read_json_object
+from localai.api import schemas
+from localai.api.http import ApiRequest, Server, read_json
 from localai.backends.embeddings import vectors_json
 from localai.capabilities import Capability
 from localai.errors import InvalidRequest
 
-MAX_INPUTS = 2048  # OpenAI's limit per request
+MAX_INPUTS = schemas.MAX_EMBEDDING_INPUTS  # OpenAI's limit per request
 ENCODINGS = ("float", "base64")
 
 
@@ -78,7 +79,7 @@ def encode_vectors(vectors: np.ndarray, encoding: str) -> list[str]:
 
 
 def on_embeddings(app: Server, request: ApiRequest) -> Response:
-    body = read_json_object(request)
+    body = schemas.validate("embeddings", read_json(request))
     config = app.resolve_model(request, body.get("model"))
     inputs = parse_input(body.get("input"))
     encoding = body.get("encoding_format") or "float"

@@ -24,6 +24,7 @@ from typing import Any
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
+from localai.api import schemas
 from localai.api.http import ApiRequest, Server, json_response, read_json_object
 from localai.backends import stablediffusion
 from localai.capabilities import Capability
@@ -103,6 +104,7 @@ def _save(folder: Path, png: bytes) -> str:
 def on_images(app: Server, request: ApiRequest) -> Response:
     body = read_json_object(request)
     stablediffusion.require()  # 501 with how to enable it, before anything else is looked at
+    schemas.validate("images", body)
 
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Response
 
-from localai.api.http import ApiRequest, Server, json_response, read_json_object
+from localai.api import schemas
+from localai.api.http import ApiRequest, Server, json_response, read_json
 from localai.capabilities import Capability
-from localai.errors import InvalidRequest
 
 
 def on_tokenize(app: Server, request: ApiRequest) -> Response:
-    body = read_json_object(request)
-    if not isinstance(body.get("content"), str):
-        raise InvalidRequest("'content' must be a string.", param="content")
+    body = schemas.validate("tokenize", read_json(request))
     config = app.resolve_model(request, body.get("model"))
     tokens = app.manager.engine_for(config, Capability.TOKENIZE).tokenize(body["content"])
     request.record.tokens = len(tokens)

@@ -27,4 +27,5 @@ def load(config: ModelConfig, settings: Settings) -> LlamaEngine:
         use_mmap=config.mmap,
         use_mlock=config.mlock,
         name=config.name,
+        max_queue=settings.max_queue,
     )

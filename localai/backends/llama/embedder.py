@@ -17,7 +17,7 @@ import numpy as np
 
 from localai.backends.embeddings import check_token_lists
 from localai.bindings import llama as L
-from localai.errors import ConfigError, NativeError
+from localai.errors import ConfigError, ModelUnloaded
 
 # The longest pass, and so the longest input. With a decoder model llama.cpp also computes
 # and stores logits for every token of an embedding pass (n_vocab floats each), so a larger
@@ -71,7 +71,7 @@ class LlamaEmbedder:
         out = np.empty((len(tokens), self.dimensions), dtype=np.float32)
         with self._lock:
             if self.ctx.closed:
-                raise NativeError("the model was unloaded")
+                raise ModelUnloaded("the model was unloaded (the server is shutting down)")
             first = 0
             while first < len(tokens):
                 last, used = first, 0

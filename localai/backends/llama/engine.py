@@ -20,7 +20,7 @@ from localai.backends.llama.scheduler import GenerationRequest, Scheduler
 from localai.backends.llama.text import fim_prompt
 from localai.bindings import llama as L
 from localai.capabilities import GenerationOptions, PromptInfo
-from localai.errors import ContextLengthExceeded, InvalidRequest, NativeError
+from localai.errors import ContextLengthExceeded, InvalidRequest, ModelUnloaded, TooManyRequests
 from localai.sampling import SamplingParams
 
 # OpenAI's logit_bias: -100 bans a token, which llama.cpp spells -inf
@@ -32,8 +32,9 @@ class LlamaEngine:
 
     def __init__(self, model_path: str, *, context_size: int | None = None, parallel: int = 4,
                  threads: int | None = None, batch_size: int = 512, use_mmap: bool = True,
-                 use_mlock: bool = False, name: str = "") -> None:
+                 use_mlock: bool = False, name: str = "", max_queue: int = 64) -> None:
         self.name = name or model_path
+        self.max_queue = max_queue
         self.model = L.Model(model_path, use_mmap=use_mmap, use_mlock=use_mlock)
         try:
             train = self.model.n_ctx_train or 2048
@@ -47,7 +48,6 @@ class LlamaEngine:
             raise
         self.scheduler = Scheduler(self.model, self.ctx, context_size=self.context_size, parallel=self.parallel,
                                    name=self.name)
-        self._eog_bias: dict[int, float] | None = None
         self._embedder: LlamaEmbedder | None = None
         self._lock = threading.Lock()  # embedder creation and close
         self._closed = False
@@ -70,8 +70,14 @@ class LlamaEngine:
     def generate(self, prompts: Sequence[str | list[int]], options: GenerationOptions, *,
                  n: int = 1) -> LlamaGeneration:
         if self._closed:
-            raise NativeError(f"model {self.name} is unloaded")
+            raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)")
         token_lists = [self._prompt_tokens(prompt, options) for prompt in prompts]  # all checked before any runs
+        self._check_budget(token_lists, options, n)
+        free_slots = self.parallel - self.scheduler.active()
+        if self.scheduler.waiting() + len(token_lists) * n - free_slots > self.max_queue:
+            raise TooManyRequests(f"The model `{self.name}` has {self.scheduler.waiting()} sequences waiting for a "
+                                  f"slot; at most {self.max_queue} may wait (--max-queue). Try again shortly.",
+                                  retry_after=2)
         sampling = self._sampling(options)
         generation = LlamaGeneration(self.scheduler, n)
         try:
@@ -80,10 +86,11 @@ class LlamaEngine:
                     # answer j of every prompt: the same as that prompt alone with seed + j
                     params = sampling if j == 0 or sampling.seed is None else sampling.with_seed(sampling.seed + j)
                     generation.requests.append(GenerationRequest(
-                        prompt=tokens, sampler=L.Sampler(self.model, params), events=generation.sink(),
+                        prompt=tokens, sampler=L.Sampler(self.model, params, context_size=self.context_size),
+                        events=generation.sink(),
                         max_tokens=options.max_tokens, stop=options.stop, ignore_eos=options.ignore_eos,
                         logprobs=options.logprobs, prompt_logprobs=options.prompt_logprobs,
-                        reuse_prefix=options.cache_prompt))
+                        reuse_prefix=options.cache_prompt, deadline=options.deadline))
         except Exception:
             for request in generation.requests:
                 request.sampler.close()
@@ -122,10 +129,27 @@ class LlamaEngine:
                 f"the completion). Please reduce the length of the messages or completion.", param="max_tokens")
         return tokens
 
+    def _check_budget(self, token_lists: list[list[int]], options: GenerationOptions, n: int) -> None:
+        """Refuse a request that may generate more tokens, all its choices together, than its budget."""
+        if options.token_budget is None:
+            return
+        asked = sum(min(options.max_tokens if options.max_tokens is not None else self.context_size,
+                        self.context_size - len(tokens)) for tokens in token_lists) * n
+        if asked > options.token_budget:
+            raise InvalidRequest(f"This request may generate up to {asked} tokens ({len(token_lists)} prompts x {n} "
+                                 f"choices); at most {options.token_budget} are allowed per request. Set max_tokens "
+                                 "or ask for fewer choices.", param="max_tokens", code="request_too_large")
+
     def _sampling(self, options: GenerationOptions) -> SamplingParams:
-        """The request's sampling with our policy applied: biases on real token ids, -100 as a
-        ban, and end-of-generation tokens banned under ignore_eos."""
+        """The request's sampling with our policy applied: bounds that depend on this model,
+        biases on real token ids, -100 as a ban, end-of-generation tokens banned under ignore_eos."""
         sampling = options.sampling
+        if sampling.top_k > self.model.n_vocab:
+            raise InvalidRequest(f"top_k {sampling.top_k} is larger than the vocabulary ({self.model.n_vocab} "
+                                 "tokens).", param="top_k")
+        if sampling.repeat_last_n > self.context_size:
+            raise InvalidRequest(f"repeat_last_n {sampling.repeat_last_n} is larger than the context "
+                                 f"({self.context_size} tokens).", param="repeat_last_n")
         bias: dict[int, float] = {}
         for token, value in sampling.logit_bias.items():
             if not 0 <= token < self.model.n_vocab:
@@ -136,9 +160,7 @@ class LlamaEngine:
         return dataclasses.replace(sampling, logit_bias=bias)
 
     def _eog_biases(self) -> dict[int, float]:
-        if self._eog_bias is None:
-            self._eog_bias = {t: float("-inf") for t in range(self.model.n_vocab) if self.model.is_eog(t)}
-        return self._eog_bias
+        return {t: float("-inf") for t in self.model.eog_tokens}
 
     # ---- embeddings ----
     def embed(self, inputs: Sequence[str] | Sequence[Sequence[int]]) -> tuple[np.ndarray, int]:
@@ -150,7 +172,7 @@ class LlamaEngine:
         if embedder is None:
             with self._lock:
                 if self._closed:
-                    raise NativeError(f"model {self.name} is unloaded")
+                    raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)")
                 if self._embedder is None:
                     self._embedder = LlamaEmbedder(self.model, threads=self.ctx.n_threads,
                                                    max_tokens=self.context_size)

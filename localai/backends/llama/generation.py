@@ -7,7 +7,7 @@ index; the HTTP thread reads them in arrival order until every choice has finish
 from __future__ import annotations
 
 import queue
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from localai.backends.llama.scheduler import Failed, GenerationRequest, Scheduler
 from localai.capabilities import Delta, Event, Finished, collect
@@ -60,10 +60,20 @@ class LlamaGeneration:
         return not self.events.empty()
 
     def __iter__(self) -> Iterator[tuple[int, Event]]:
-        """(choice index, event) until every choice has finished; a failure raises."""
+        return self._events(None)
+
+    def _events(self, abandoned: Callable[[], bool] | None) -> Iterator[tuple[int, Event]]:
+        """(choice index, event) until every choice has finished; a failure raises. While it
+        waits, ``abandoned`` is asked every quarter second whether to cancel."""
         open_choices = len(self.requests)
         while open_choices:
-            index, event = self.events.get()
+            try:
+                index, event = self.events.get(timeout=None if abandoned is None else 0.25)
+            except queue.Empty:
+                if abandoned():
+                    self.cancel()
+                    abandoned = None  # the cancelled sequences still finish: wait for them
+                continue
             if isinstance(event, Failed):
                 self.cancel()
                 raise event.error
@@ -71,5 +81,5 @@ class LlamaGeneration:
                 open_choices -= 1
             yield index, event
 
-    def collect(self) -> tuple[list[list[Delta]], dict[int, Finished]]:
-        return collect(self)
+    def collect(self, abandoned: Callable[[], bool] | None = None) -> tuple[list[list[Delta]], dict[int, Finished]]:
+        return collect(self._events(abandoned), self.choices)

@@ -20,6 +20,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,7 +29,7 @@ import numpy as np
 from localai.backends.llama.text import TextAssembler
 from localai.bindings import llama as L
 from localai.capabilities import Delta, Event, Finished, TokenLogprob
-from localai.errors import NativeError
+from localai.errors import InvalidRequest, LocalAIError, ModelUnloaded
 
 log = logging.getLogger("localai.llama")
 
@@ -57,6 +58,7 @@ class GenerationRequest:
     logprobs: int | None = None  # None: no logprobs; k: the chosen token plus k alternatives
     prompt_logprobs: bool = False  # also the prompt's tokens (OpenAI's echo + logprobs); needs logprobs
     reuse_prefix: bool = True  # False: compute the whole prompt, whatever the slots hold
+    deadline: float | None = None  # time.monotonic() after which it stops with "length"
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
@@ -91,7 +93,7 @@ class Scheduler:
         self.batch = L.Batch(ctx.n_batch)
         self.slots = [_Slot(seq_id=i) for i in range(parallel)]
         self.inbox: "queue.SimpleQueue[GenerationRequest | object]" = queue.SimpleQueue()
-        self.waiting: list[GenerationRequest] = []
+        self.waiting_list: list[GenerationRequest] = []
         self._clock = itertools.count(1)
         self._closed = False
         self.thread = threading.Thread(target=self._run, name=f"llama-scheduler:{name}", daemon=True)
@@ -100,13 +102,21 @@ class Scheduler:
     # ---- any thread ----
     def submit(self, request: GenerationRequest) -> None:
         if self._closed:
-            raise NativeError("the model is unloaded")
+            raise ModelUnloaded("the model was unloaded (the server is shutting down)")
         self.inbox.put(request)
+
+    def waiting(self) -> int:
+        """Sequences waiting for a slot (approximate: read without a lock)."""
+        return len(self.waiting_list) + self.inbox.qsize()
+
+    def active(self) -> int:
+        """Sequences in a slot (approximate: read without a lock)."""
+        return sum(1 for s in self.slots if s.request is not None)
 
     def status(self) -> dict:
         """A snapshot for the monitor endpoint (read without locking: informational)."""
-        return {"active_sequences": sum(1 for s in self.slots if s.request is not None),
-                "waiting": len(self.waiting) + self.inbox.qsize(), "parallel": self.parallel,
+        return {"active_sequences": self.active(),
+                "waiting": self.waiting(), "parallel": self.parallel,
                 "context_size": self.context_size,
                 "cached_tokens": [len(s.cache) for s in self.slots]}
 
@@ -123,7 +133,7 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             busy = any(s.request for s in self.slots)
-            if not self._take_new(block=not busy and not self.waiting):
+            if not self._take_new(block=not busy and not self.waiting_list):
                 break
             self._admit()
             if not any(s.request for s in self.slots):
@@ -136,12 +146,12 @@ class Scheduler:
                     if slot.request:
                         self._finish(slot, error=exc)
         # shutting down: fail whatever is still waiting
-        for request in self.waiting:
+        for request in self.waiting_list:
             request.sampler.close()
-            request.events.put(Failed(NativeError("the model was unloaded")))
+            request.events.put(Failed(ModelUnloaded("the model was unloaded (the server is shutting down)")))
         for slot in self.slots:
             if slot.request:
-                self._finish(slot, error=NativeError("the model was unloaded"))
+                self._finish(slot, error=ModelUnloaded("the model was unloaded (the server is shutting down)"))
 
     def _take_new(self, block: bool) -> bool:
         """Move requests from the inbox to the waiting list; False when asked to stop."""
@@ -150,7 +160,7 @@ class Scheduler:
             while True:
                 if item is _STOP:
                     return False
-                self.waiting.append(item)
+                self.waiting_list.append(item)
                 item = self.inbox.get_nowait()
         except queue.Empty:
             return True
@@ -158,10 +168,11 @@ class Scheduler:
     def _admit(self) -> None:
         """Give each waiting request the free slot whose cache shares the longest prefix."""
         still_waiting = []
-        for request in self.waiting:
-            if request.cancelled.is_set():
+        now = time.monotonic()
+        for request in self.waiting_list:
+            if request.cancelled.is_set() or (request.deadline is not None and now > request.deadline):
                 request.sampler.close()
-                request.events.put(Finished("stop", len(request.prompt), 0))
+                request.events.put(Finished("stop" if request.cancelled.is_set() else "length", len(request.prompt), 0))
                 continue
             free = [s for s in self.slots if s.request is None]
             if not free:
@@ -176,7 +187,7 @@ class Scheduler:
             except Exception as exc:
                 request.sampler.close()
                 request.events.put(Failed(exc))
-        self.waiting = still_waiting
+        self.waiting_list = still_waiting
 
     def _start(self, slot: _Slot, request: GenerationRequest) -> None:
         prompt = request.prompt
@@ -200,12 +211,17 @@ class Scheduler:
     def _step(self) -> None:
         batch, budget = self.batch, self.ctx.n_batch
         batch.clear()
+        now = time.monotonic()
         for slot in self.slots:  # generating sequences: one token each
             request = slot.request
             if request is None:
                 continue
             if request.cancelled.is_set():
                 self._finish(slot, reason="stop")
+                continue
+            if request.deadline is not None and now > request.deadline:
+                log.warning("sequence %d reached the request time limit", slot.seq_id)
+                self._finish(slot, reason="length")
                 continue
             if not slot.pending:
                 slot.batch_index = batch.add([slot.cache[-1]], len(slot.cache) - 1, slot.seq_id, True)
@@ -228,14 +244,32 @@ class Scheduler:
             return
         self.ctx.decode(batch)
         for slot in self.slots:
-            if slot.request is not None and slot.scored_chunk is not None:
+            if slot.request is not None:
+                self._after_decode(slot)
+
+    def _after_decode(self, slot: _Slot) -> None:
+        """Score, sample and emit for one sequence. Whatever fails here fails this sequence
+        only: the others of the batch go on."""
+        try:
+            if slot.scored_chunk is not None:
                 self._emit_prompt_logprobs(slot)
-            if slot.request is None or slot.pending or slot.batch_index < 0:
-                continue
+            if slot.pending or slot.batch_index < 0:
+                return
             if slot.limit == 0:  # max_tokens 0: the prompt was all that was asked for
                 self._finish(slot, reason="length")
-                continue
+                return
             self._emit(slot, slot.request.sampler.sample(self.ctx, slot.batch_index))
+        except L.SamplingDone as done:
+            if done.complete:  # the grammar's output is whole; only the banned EOG could follow
+                self._finish(slot, reason="stop")
+            else:
+                self._finish(slot, error=InvalidRequest(
+                    f"Sampling stopped: {done} (logit_bias, ignore_eos and the grammar together allow no token).",
+                    param="logit_bias", code="no_candidate"))
+        except Exception as exc:
+            if not isinstance(exc, LocalAIError):
+                log.exception("sequence %d failed", slot.seq_id)
+            self._finish(slot, error=exc)
 
     def _emit_prompt_logprobs(self, slot: _Slot) -> None:
         """Logprobs of the prompt tokens a chunk predicts: token k+1 from the logits at k, and the
