@@ -215,8 +215,11 @@ class Transcriber(Protocol):
         ...
 
     def transcribe(self, audio: np.ndarray, *, language: str | None = None, translate: bool = False,
-                   prompt: str | None = None, temperature: float = 0.0,
-                   word_timestamps: bool = False) -> Transcript: ...
+                   prompt: str | None = None, temperature: float = 0.0, word_timestamps: bool = False,
+                   abandoned: Callable[[], bool] | None = None, deadline: float | None = None) -> Transcript:
+        """``abandoned`` is polled while it runs (the client went away: cancel); past ``deadline``
+        (time.monotonic()) it stops with RequestTimedOut."""
+        ...
 
 
 # ---- images ----------------------------------------------------------------------------------------
@@ -238,6 +241,7 @@ class ImageGenerator(Protocol):
         """Validate one image request, filling defaults from the model's configuration."""
         ...
 
-    def generate(self, request: ImageRequest) -> np.ndarray:
-        """RGB pixels (H, W, 3) uint8 of one image."""
+    def generate(self, request: ImageRequest, *, abandoned: Callable[[], bool] | None = None,
+                 deadline: float | None = None) -> np.ndarray:
+        """RGB pixels (H, W, 3) uint8 of one image; cancelled between steps as ``transcribe`` is."""
         ...

@@ -139,6 +139,12 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported_media_type"
 
 
+class RequestTimedOut(RequestError):
+    """The work took longer than the server's per-request limit (HTTP 408)."""
+
+    code = "request_timeout"
+
+
 class TooManyRequests(RequestError):
     """The model's wait queue is full (HTTP 429); try again after ``retry_after`` seconds."""
 

@@ -77,13 +77,33 @@ def free_port() -> int:
 
 def post(server, path: str, body: dict | bytes, headers: dict | None = None) -> tuple[int, dict, bytes]:
     """POST JSON (or raw bytes) to a live server: (status, headers, body)."""
+    return request(server, "POST", path, body, headers)
+
+
+def get(server, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    return request(server, "GET", path, None, headers)
+
+
+def request(server, method: str, path: str, body: dict | bytes | None = None,
+            headers: dict | None = None) -> tuple[int, dict, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    conn.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    all_headers = {"Content-Type": "application/json", **(headers or {})} if data is not None else dict(headers or {})
+    conn.request(method, path, body=data, headers=all_headers)
     response = conn.getresponse()
     raw = response.read()
     conn.close()
     return response.status, dict(response.getheaders()), raw
+
+
+def openai_error(status: int, raw: bytes, expected: int, param: str | None = "any") -> dict:
+    """The error object of an answer, checked for OpenAI's shape, the status and (unless "any") the param."""
+    assert status == expected, (status, raw[:500])
+    error = json.loads(raw)["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"], error
+    if param != "any":
+        assert error["param"] == param, error
+    return error
 
 
 def sse_events(raw: bytes) -> list:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any, Callable, Iterator
 
-from localai.api.http import ApiRequest, error_info, sse
+from localai.api.http import ApiRequest, deadline, error_info, sse
 from localai.capabilities import Delta, Finished, GenerationOptions, Generation
 from localai.config import ModelConfig
 from localai.errors import InvalidRequest
+from localai.grammar import gbnf
 from localai.sampling import resolve_sampling
 from localai.settings import Settings
 
@@ -55,6 +55,9 @@ def generation_options(body: dict, config: ModelConfig, settings: Settings, *, g
     """A text request's options: its values, else the model YAML's ``parameters``, else OpenAI's;
     and the server's limits on it (time, tokens)."""
     defaults = config.parameters.__dict__
+    if grammar is None and body.get("grammar"):
+        gbnf.check(body["grammar"])  # our parser's limits, before llama.cpp's parser sees it
+        grammar = body["grammar"]
     ignore_eos = body.get("ignore_eos")
     return GenerationOptions(
         sampling=resolve_sampling(body, defaults, logit_bias=logit_bias(body), grammar=grammar or None),
@@ -63,7 +66,7 @@ def generation_options(body: dict, config: ModelConfig, settings: Settings, *, g
         ignore_eos=bool(ignore_eos if ignore_eos is not None else config.parameters.ignore_eos),
         logprobs=logprobs, prompt_logprobs=prompt_logprobs, suffix=suffix,
         cache_prompt=body.get("cache_prompt") is not False,
-        deadline=time.monotonic() + settings.request_timeout if settings.request_timeout else None,
+        deadline=deadline(settings),
         token_budget=settings.max_request_tokens)
 
 

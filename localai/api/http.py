@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
 
@@ -48,6 +49,11 @@ def client_gone(request: Request) -> Callable[[], bool]:
     return check if callable(check) else (lambda: False)
 
 
+def deadline(settings: Settings) -> float | None:
+    """When a request started now must stop (time.monotonic()), by --request-timeout; None: never."""
+    return time.monotonic() + settings.request_timeout if settings.request_timeout else None
+
+
 class Server(Protocol):
     """What a route handler may use of the application."""
 
@@ -83,8 +89,12 @@ _DEPTH_STEP[[ord("]"), ord("}")]] = -1
 
 
 def json_depth(data: bytes) -> int:
-    """How deeply a JSON text nests objects and arrays, computed in C over the raw bytes (its
+    """How deeply a JSON text nests objects and arrays (an upper bound when that is small),
+    computed in C over the raw bytes (its
     strings set aside), so a hostile body is refused before a recursive parser sees it."""
+    openings = data.count(b"[") + data.count(b"{")
+    if openings <= MAX_JSON_DEPTH:  # most bodies: too few brackets to nest too deep, whatever their order
+        return openings
     brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     if not brackets:
         return 0
@@ -181,6 +191,7 @@ _CLIENT_STATUS: tuple[tuple[type[errors.RequestError], int], ...] = (
     (errors.ModelNotFound, 404),
     (errors.NotFound, 404),
     (errors.MethodNotAllowed, 405),
+    (errors.RequestTimedOut, 408),
     (errors.PayloadTooLarge, 413),
     (errors.UnsupportedMediaType, 415),
     (errors.TooManyRequests, 429),

@@ -252,8 +252,10 @@ def _items(validator, items, instance, schema):
     if items is _TOKEN_ID and isinstance(instance, list):
         if not _token_ids_ok(instance):
             bad = next(i for i, v in enumerate(instance) if not _token_ids_ok([v]))
+            # a value of another kind (a string, a list) is a type error; a number out of range is not
+            kind = "type" if type(instance[bad]) not in (int, float) else "minimum"
             yield jsonschema.ValidationError(f"{instance[bad]!r:.40} is not a token id (an integer from 0 to "
-                                             f"{TOKEN_ID_MAX})", path=[bad])
+                                             f"{TOKEN_ID_MAX})", path=[bad], validator=kind)
         return
     yield from _BASE["items"](validator, items, instance, schema)
 
@@ -311,6 +313,21 @@ _Validator = jsonschema.validators.extend(
 _validators = {name: _Validator(schema) for name, schema in SCHEMAS.items()}
 
 
+def _likeliest(branch_errors: list) -> jsonschema.ValidationError:
+    """The error of the anyOf branch the body most likely meant: one whose shape fit but whose
+    values did not (a limit, a range), the shallowest first; else the branch that matched the
+    most before a wrong kind of value (the deepest, then the furthest item)."""
+    wrong_values = [e for e in branch_errors if e.validator != "type"]
+    if wrong_values:
+        return min(wrong_values, key=lambda e: len(e.absolute_path))
+
+    def progress(e):
+        last = e.absolute_path[-1] if e.absolute_path else 0
+        return len(e.absolute_path), last if isinstance(last, int) else 0
+
+    return max(branch_errors, key=progress)
+
+
 def validate(kind: str, body: Any) -> dict:
     """Return ``body`` if it fits the schema of ``kind``; else raise a 400 naming the parameter
     (the first violation found: validation never collects every error of a large body)."""
@@ -319,8 +336,8 @@ def validate(kind: str, body: Any) -> dict:
     error = next(_validators[kind].iter_errors(body), None)
     if error is None:
         return body
-    while error.context:  # an anyOf: report the branch that got furthest (a shape that fit, before a wrong one)
-        error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+    while error.context:  # an anyOf: report the branch the body most likely meant
+        error = _likeliest(error.context)
     path = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "required":
         missing = next((k for k in error.validator_value if k not in error.instance), path)

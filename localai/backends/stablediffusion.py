@@ -13,13 +13,15 @@ import importlib.util
 import logging
 import secrets
 import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from localai.capabilities import ImageRequest
 from localai.config import ModelConfig, resolve_model_file
-from localai.errors import CapabilityUnavailable, ConfigError, InvalidRequest
+from localai.errors import CapabilityUnavailable, ConfigError, InvalidRequest, RequestTimedOut
 from localai.settings import Settings
 
 log = logging.getLogger("localai.sd")
@@ -94,12 +96,39 @@ class StableDiffusionEngine:
         positive, _, negative = prompt.partition("|")
         return ImageRequest(positive, negative, width, height, steps, mode, seed)
 
-    def generate(self, request: ImageRequest) -> np.ndarray:
-        """RGB pixels (H, W, 3) of one image."""
-        with self._lock:
-            image, timings = self.pipeline.generate(
-                request.prompt, request.negative_prompt, width=request.width, height=request.height,
-                steps=request.steps, mode=request.mode, seed=request.seed)
+    def generate(self, request: ImageRequest, *, abandoned: Callable[[], bool] | None = None,
+                 deadline: float | None = None) -> np.ndarray:
+        """RGB pixels (H, W, 3) of one image. While it runs, a watcher stops it between two steps
+        when ``abandoned()`` says the client left, or at ``deadline`` (RequestTimedOut)."""
+        cancel = self.sd.cancel_flag()
+        done = threading.Event()
+        stopped_by: list[str] = []
+
+        def watch() -> None:
+            while not done.wait(0.25):
+                if abandoned is not None and abandoned():
+                    stopped_by.append("client")
+                elif deadline is not None and time.monotonic() > deadline:
+                    stopped_by.append("timeout")
+                if stopped_by:
+                    cancel[0] = 1
+                    return
+
+        watcher = threading.Thread(target=watch, name="sd-watch", daemon=True)
+        watcher.start()
+        try:
+            with self._lock:
+                image, timings = self.pipeline.generate(
+                    request.prompt, request.negative_prompt, width=request.width, height=request.height,
+                    steps=request.steps, mode=request.mode, seed=request.seed, cancel=cancel)
+        except self.sd.Cancelled:
+            if stopped_by == ["timeout"]:
+                raise RequestTimedOut("The image took longer than this server's --request-timeout; ask for fewer "
+                                      "steps or a smaller size.") from None
+            raise InvalidRequest("The client went away; the image generation was cancelled.") from None
+        finally:
+            done.set()
+            watcher.join()
         log.info("image %dx%d, %d steps, mode %d, seed %d: load %.0f ms, text %.0f ms, sampling %.0f ms "
                  "(%.0f ms/step), decode %.0f ms", request.width, request.height, request.steps, request.mode,
                  request.seed, timings.load_ms, timings.encode_ms, timings.sample_ms,

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Callable
 
 import numpy as np
 
@@ -24,7 +27,7 @@ from localai.bindings import default_threads
 from localai.bindings import whisper as W
 from localai.capabilities import Transcript
 from localai.config import ModelConfig
-from localai.errors import ConfigError, InvalidRequest, ModelLoadError, ModelUnloaded
+from localai.errors import ConfigError, InvalidRequest, ModelLoadError, ModelUnloaded, RequestTimedOut
 from localai.settings import Settings
 
 log = logging.getLogger("localai.whisper")
@@ -75,23 +78,52 @@ class WhisperEngine:
                                  "multilingual whisper model (one without `.en` in its name).", param="model",
                                  code="model_not_multilingual")
 
+    def check_prompt(self, prompt: str | None) -> None:
+        """400 for a prompt longer than whisper reads (half its text context: 224 tokens, OpenAI's limit)."""
+        if not prompt:
+            return
+        limit = self.model.n_text_ctx // 2
+        n = len(self.model.tokenize(prompt))
+        if n > limit:
+            raise InvalidRequest(f"The prompt has {n} tokens; whisper reads at most {limit}.", param="prompt")
+
     # ---- transcription ----
     def transcribe(self, audio: np.ndarray, *, language: str | None = None, translate: bool = False,
-                   prompt: str | None = None, temperature: float = 0.0,
-                   word_timestamps: bool = False) -> Transcript:
+                   prompt: str | None = None, temperature: float = 0.0, word_timestamps: bool = False,
+                   abandoned: Callable[[], bool] | None = None, deadline: float | None = None) -> Transcript:
         """Transcribe (or translate to English) 16 kHz mono float32 audio on a pooled state."""
         if translate:
             self.check_translate()
+        self.check_prompt(prompt)
+        cancel = W.cancel_flag()
         try:
             job = self._workers.submit(self._run, audio, dict(
                 n_threads=self.n_threads, language=language, translate=translate, prompt=prompt,
-                decoding=W.DecodeOptions(temperature=temperature), word_timestamps=word_timestamps))
-            return job.result()
-        except (CancelledError, RuntimeError) as exc:
-            if isinstance(exc, CancelledError) or self._closed:  # RuntimeError: submit after shutdown
-                raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)") \
-                    from None
-            raise
+                decoding=W.DecodeOptions(temperature=temperature), word_timestamps=word_timestamps, cancel=cancel))
+        except RuntimeError:  # submit after shutdown
+            raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)") from None
+        stopped_by = None  # "client" or "timeout", once the running transcription is told to stop
+        while True:
+            try:
+                return job.result(timeout=0.25)
+            except FutureTimeout:
+                if stopped_by is None:
+                    if abandoned is not None and abandoned():
+                        stopped_by = "client"
+                    elif deadline is not None and time.monotonic() > deadline:
+                        stopped_by = "timeout"
+                    if stopped_by is not None:
+                        cancel[0] = 1  # whisper.cpp polls it
+                        job.cancel()  # and if it has not started, it never will
+            except (CancelledError, W.Cancelled):
+                if stopped_by is None:  # the pool was shut down under it
+                    raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)") \
+                        from None
+                break
+        if stopped_by == "timeout":
+            raise RequestTimedOut("The transcription took longer than this server's --request-timeout; send "
+                                  "shorter audio.")
+        raise InvalidRequest("The client went away; the transcription was cancelled.")
 
     def _run(self, audio: np.ndarray, options: dict) -> Transcript:
         """On a worker thread: transcribe on an idle state (there are never more workers than states)."""

@@ -339,6 +339,12 @@ class Sampler(NativeHandle):
         self._ptr = ptr
         self._token = ffi.new("llama_token *")
 
+    def prime(self, tokens: Sequence[int]) -> None:
+        """Count tokens the sequence already holds (its prompt) in the penalties' history."""
+        if tokens:
+            arr = ffi.new("llama_token[]", list(tokens))
+            _check(lib.localai_sampler_prime(self._live(), arr, len(tokens)), "sampler")
+
     def sample(self, ctx: Context, index: int) -> int:
         """Sample (and accept) the next token from the logits at batch ``index``; raises
         ``SamplingDone`` when the constraints leave no token."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from localai.bindings import NativeHandle, check_status, load_native
-from localai.errors import InvalidRequest, ModelLoadError
+from localai.errors import InvalidRequest, ModelLoadError, NativeError
 
 _native = load_native("_sd_cffi")
 ffi, lib = _native.ffi, _native.lib
@@ -33,8 +33,17 @@ def _error(prefix: str) -> str:
     return f"{prefix}: {message}" if message else prefix
 
 
+class Cancelled(NativeError):
+    """A generation was cancelled between two steps."""
+
+
 # SD_ERR_INVALID: the caller's arguments (size, steps, mode, prompt length)
-_ERRORS = {lib.SD_ERR_INVALID: InvalidRequest}
+_ERRORS = {lib.SD_ERR_INVALID: InvalidRequest, lib.SD_ERR_CANCELLED: Cancelled}
+
+
+def cancel_flag():
+    """A flag a running generation polls between steps: set ``flag[0] = 1`` to stop it."""
+    return ffi.new("int32_t *")
 
 
 def _last_error() -> str:
@@ -148,9 +157,10 @@ class Pipeline(NativeHandle):
         self._lock = threading.Lock()
 
     def generate(self, prompt: str, negative_prompt: str = "", *, width: int = 512, height: int = 512,
-                 steps: int = 15, mode: int = 0, seed: int = 0,
-                 guidance: float = DEFAULT_GUIDANCE) -> tuple[np.ndarray, Timings]:
-        """An RGB image (H, W, 3) and where the time went. Same arguments, same pixels."""
+                 steps: int = 15, mode: int = 0, seed: int = 0, guidance: float = DEFAULT_GUIDANCE,
+                 cancel=None) -> tuple[np.ndarray, Timings]:
+        """An RGB image (H, W, 3) and where the time went. Same arguments, same pixels.
+        ``cancel``: an ``int32_t *`` from ``cancel_flag()``; set to 1, the run stops (``Cancelled``)."""
         request = ffi.new("sd_request *")
         prompt_c = ffi.new("char[]", prompt.encode("utf-8"))  # kept alive for the call
         negative_c = ffi.new("char[]", (negative_prompt or "").encode("utf-8"))
@@ -159,6 +169,8 @@ class Pipeline(NativeHandle):
         request.seed = int(seed) & _U64
         request.guidance = float(guidance)
         request.prompt, request.negative_prompt = prompt_c, negative_c
+        if cancel is not None:
+            request.cancel = cancel
         image = np.empty((int(height), int(width), 3), dtype=np.uint8)
         timings = ffi.new("sd_timings *")
         with self._lock:

@@ -57,6 +57,10 @@ __all__ = [
 
 # llama.cpp: src/llama-grammar.cpp MAX_REPETITION_THRESHOLD
 MAX_REPETITION_THRESHOLD = 2000
+# Our limits on grammars, checked before llama.cpp sees one: its parser recurses into groups,
+# and every rule costs it memory and every sampled token time.
+MAX_NESTING = 64
+MAX_RULES = 4096
 _MAX_CODEPOINT = 0x10FFFF
 
 
@@ -349,6 +353,7 @@ class _Parser:
         self.n_symbols = 0
         self.rules: Dict[str, Node] = {}
         self.refs: List[Tuple[str, int]] = []
+        self.depth = 0  # groups open at the current position
 
     # -- helpers -----------------------------------------------------------
 
@@ -438,6 +443,8 @@ class _Parser:
         return grammar
 
     def parse_rule(self, pos: int) -> int:
+        if len(self.rules) >= MAX_RULES:
+            raise self.error(f"more than {MAX_RULES} rules", pos)
         end = self.name_end(pos)
         name = self.src[pos:end]
         self.symbol(name)
@@ -519,10 +526,14 @@ class _Parser:
                 n_prev, have_last = 1, True
                 pos = self.space(end, nested)
             elif c == "(":
+                self.depth += 1
+                if self.depth > MAX_NESTING:
+                    raise self.error(f"groups nest more than {MAX_NESTING} deep", pos)
                 pos = self.space(pos + 1, True)
                 before = self.n_symbols
                 self.n_symbols += 1  # the synthesized rule for the group
                 body, pos = self.parse_alternates(pos, True)
+                self.depth -= 1
                 if self.ch(pos) != ")":
                     raise self.error("expecting ')'", pos)
                 items.append(body)

@@ -283,7 +283,8 @@ class SchemaConverter(SchemaAlgebra):
         except GrammarError as e:
             if isinstance(e, LeftRecursion):
                 raise UnsupportedSchema(f"a $ref cycle that consumes no input ({e.reason})", "#") from e
-            raise RuntimeError(f"internal error: generated grammar does not parse: {e}\n{text}") from e
+            # the only other refusal of a generated grammar: it is beyond our grammar limits
+            raise UnsupportedSchema(f"the grammar it needs is too large ({e.reason})", "#") from e
         for root in roots:
             if not grammar.productive(root):
                 raise Unsatisfiable("the schema admits no finite JSON value (e.g. required recursion)", "#")

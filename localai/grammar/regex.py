@@ -20,6 +20,9 @@ from typing import List, Optional, Sequence, Tuple
 from localai.errors import UnsupportedSchema
 from localai.grammar.gbnf import char_ranges
 
+MAX_PATTERN_CHARS = 2000
+MAX_PATTERN_NESTING = 32
+
 Ranges = Tuple[Tuple[int, int], ...]
 _FULL: Ranges = ((0, 0xD7FF), (0xE000, 0x10FFFF))
 _PRINTABLE_ASCII: Ranges = ((0x20, 0x7E),)
@@ -108,6 +111,22 @@ class Regex:
         return self.p[j] if j < self.n else ""
 
     def parse(self):
+        if len(self.p) > MAX_PATTERN_CHARS:
+            self.fail(f"longer than {MAX_PATTERN_CHARS} characters")
+        depth = deepest = 0
+        escaped = False
+        for c in self.p:  # group nesting, counted before any recursive parser sees the pattern
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == "(":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif c == ")":
+                depth -= 1
+        if deepest > MAX_PATTERN_NESTING:
+            self.fail(f"groups nest more than {MAX_PATTERN_NESTING} deep")
         try:
             re.compile(self.p)
         except re.error as e:

@@ -481,6 +481,18 @@ void localai_sampler_free(localai_sampler * sampler) {
     guarded<int>(0, nullptr, "freeing a sampler", [&] { delete sampler; return 0; });
 }
 
+int32_t localai_sampler_prime(localai_sampler * s, const llama_token * tokens, int32_t n) {
+    if (s == nullptr || (tokens == nullptr && n > 0) || n < 0) return fail(LOCALAI_ERR_INVALID, "prime: bad argument");
+    return guarded_status("priming the penalties", [&] {
+        const int32_t n_vocab = (int32_t) s->candidates.size();
+        for (int32_t i = 0; i < n; i++) {
+            if (tokens[i] < 0 || tokens[i] >= n_vocab) return fail(LOCALAI_ERR_INVALID, "token id %d", tokens[i]);
+            llama_sampler_accept(s->chain, tokens[i]);
+        }
+        return (int32_t) LOCALAI_OK;
+    });
+}
+
 namespace {
 
 void fill(localai_sampler * s, const float * logits, llama_token_data_array * cur) {

@@ -178,6 +178,9 @@ struct localai_sampler;
 LOCALAI_API struct localai_sampler * localai_sampler_new(const struct llama_model * model,
                                                          const struct localai_sampling * params, int32_t * status);
 LOCALAI_API void localai_sampler_free(struct localai_sampler * sampler);
+/* Feed tokens the sequence already holds (its prompt) to the penalties, as llama-server does, so
+   presence, frequency and repeat penalties count the text so far; the grammar does not see them. */
+LOCALAI_API int32_t localai_sampler_prime(struct localai_sampler * sampler, const llama_token * tokens, int32_t n);
 /* Sample and accept the next token from the logits at batch index `index`: LOCALAI_OK with
    the token, LOCALAI_GRAMMAR_COMPLETE, LOCALAI_ERR_NO_CANDIDATE, or another status. */
 LOCALAI_API int32_t localai_sampler_sample(struct localai_sampler * sampler, struct localai_context * ctx,

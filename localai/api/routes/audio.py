@@ -14,7 +14,7 @@ import zlib
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from localai.api.http import ApiRequest, Server, json_response, text_response
+from localai.api.http import ApiRequest, Server, client_gone, deadline, json_response, text_response
 from localai.audio import decode_audio
 from localai.capabilities import Capability, Segment, Transcript
 from localai.errors import InvalidRequest, PayloadTooLarge
@@ -93,7 +93,8 @@ def _handle(app: Server, request: ApiRequest, *, translate: bool) -> Response:
 
     audio = decode_audio(upload.read(), max_seconds=app.settings.max_audio_seconds)
     transcript = engine.transcribe(audio.samples, language=language, translate=translate, prompt=prompt,
-                                   temperature=temperature, word_timestamps="word" in granularities)
+                                   temperature=temperature, word_timestamps="word" in granularities,
+                                   abandoned=client_gone(request), deadline=deadline(app.settings))
     request.record.tokens = sum(len(s.tokens) for s in transcript.segments)
 
     if response_format == "text":

@@ -25,7 +25,7 @@ def _logprobs_content(event: Delta) -> list[dict]:
 def on_chat(app: Server, request: ApiRequest) -> Response:
     body = schemas.validate("chat", read_json(request))
     plan = tools.plan_tools(body)
-    grammar = tools.tool_grammar(plan) or tools.response_format_grammar(body) or body.get("grammar")
+    grammar = tools.tool_grammar(plan) or tools.response_format_grammar(body)
     config = app.resolve_model(request, body.get("model"))
     engine = app.manager.engine_for(config, Capability.TEXT)
     info = engine.prompt_info()

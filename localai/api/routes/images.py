@@ -25,7 +25,7 @@ from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
 from localai.api import schemas
-from localai.api.http import ApiRequest, Server, json_response, read_json_object
+from localai.api.http import ApiRequest, Server, client_gone, deadline, json_response, read_json_object
 from localai.backends import stablediffusion
 from localai.capabilities import Capability
 from localai.config import ModelConfig
@@ -33,6 +33,8 @@ from localai.errors import InvalidRequest, NotFound
 from localai.files import atomic_write
 
 MAX_IMAGES = 10  # OpenAI's limit for n
+# steps x pixels x n one request may ask for, in steps at 512x512 (e.g. 10 images of 30 steps at 512x512)
+MAX_IMAGE_WORK = 300
 MAX_PROMPT_CHARS = 8000
 RESPONSE_FORMATS = ("url", "b64_json")
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
@@ -126,13 +128,20 @@ def on_images(app: Server, request: ApiRequest) -> Response:
     config = _image_model(app, body, request)
     engine = app.manager.engine_for(config, Capability.IMAGES)
     first = engine.request(prompt=prompt, width=width, height=height, steps=steps, mode=mode, seed=seed)
+    work = n * first.steps * width * height / (512 * 512)
+    if work > MAX_IMAGE_WORK:
+        raise InvalidRequest(f"{n} images of {width}x{height} with {first.steps} steps are {work:.0f} units of work "
+                             f"(a unit: one step at 512x512); at most {MAX_IMAGE_WORK} are done per request.",
+                             param="n")
+    abandoned, stop_at = client_gone(request), deadline(app.settings)
 
     data = []
     folder = images_dir(app)
     for i in range(n):
         image = engine.generate(first if i == 0 else
                                 engine.request(prompt=prompt, width=width, height=height, steps=first.steps,
-                                               mode=first.mode, seed=(first.seed + i) & ((1 << 64) - 1)))
+                                               mode=first.mode, seed=(first.seed + i) & ((1 << 64) - 1)),
+                                abandoned=abandoned, deadline=stop_at)
         png = _png(image)
         if response_format == "b64_json":
             data.append({"b64_json": base64.b64encode(png).decode("ascii")})

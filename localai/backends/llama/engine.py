@@ -50,6 +50,7 @@ class LlamaEngine:
                                    name=self.name)
         self._embedder: LlamaEmbedder | None = None
         self._lock = threading.Lock()  # embedder creation and close
+        self._admission = threading.Lock()
         self._closed = False
 
     # ---- what templating needs ----
@@ -73,11 +74,6 @@ class LlamaEngine:
             raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)")
         token_lists = [self._prompt_tokens(prompt, options) for prompt in prompts]  # all checked before any runs
         self._check_budget(token_lists, options, n)
-        free_slots = self.parallel - self.scheduler.active()
-        if self.scheduler.waiting() + len(token_lists) * n - free_slots > self.max_queue:
-            raise TooManyRequests(f"The model `{self.name}` has {self.scheduler.waiting()} sequences waiting for a "
-                                  f"slot; at most {self.max_queue} may wait (--max-queue). Try again shortly.",
-                                  retry_after=2)
         sampling = self._sampling(options)
         generation = LlamaGeneration(self.scheduler, n)
         try:
@@ -85,17 +81,26 @@ class LlamaEngine:
                 for j in range(n):
                     # answer j of every prompt: the same as that prompt alone with seed + j
                     params = sampling if j == 0 or sampling.seed is None else sampling.with_seed(sampling.seed + j)
+                    sampler = L.Sampler(self.model, params, context_size=self.context_size)
+                    if params.uses_penalties:  # as llama-server: the penalties count the prompt too
+                        window = self.context_size if params.repeat_last_n < 0 else params.repeat_last_n
+                        sampler.prime(tokens[len(tokens) - window:] if window else [])
                     generation.requests.append(GenerationRequest(
-                        prompt=tokens, sampler=L.Sampler(self.model, params, context_size=self.context_size),
-                        events=generation.sink(),
+                        prompt=tokens, sampler=sampler, events=generation.sink(),
                         max_tokens=options.max_tokens, stop=options.stop, ignore_eos=options.ignore_eos,
                         logprobs=options.logprobs, prompt_logprobs=options.prompt_logprobs,
                         reuse_prefix=options.cache_prompt, deadline=options.deadline))
         except Exception:
-            for request in generation.requests:
-                request.sampler.close()
+            generation.discard()
             raise
-        generation.start()
+        with self._admission:  # the queue is counted and joined in one step
+            free_slots = self.parallel - self.scheduler.active()
+            if self.scheduler.waiting() + len(generation.requests) - free_slots > self.max_queue:
+                generation.discard()
+                raise TooManyRequests(f"The model `{self.name}` has {self.scheduler.waiting()} sequences waiting "
+                                      f"for a slot; at most {self.max_queue} may wait (--max-queue). Try again "
+                                      "shortly.", retry_after=2)
+            generation.start()  # on a failure part way, it cancels what it submitted and discards the rest
         return generation
 
     def _prompt_tokens(self, prompt: str | list[int], options: GenerationOptions) -> list[int]:

@@ -7,10 +7,14 @@ index; the HTTP thread reads them in arrival order until every choice has finish
 from __future__ import annotations
 
 import queue
+import time
 from typing import Any, Callable, Iterator
 
 from localai.backends.llama.scheduler import Failed, GenerationRequest, Scheduler
 from localai.capabilities import Delta, Event, Finished, collect
+
+
+POLL_SECONDS = 0.25  # how often a waiting reader asks whether its client is still there
 
 
 class _Tagged:
@@ -48,9 +52,13 @@ class LlamaGeneration:
                 submitted += 1
         except Exception:
             self.cancel()
-            for request in self.requests[submitted:]:
-                request.sampler.close()
+            self.discard(self.requests[submitted:])
             raise
+
+    def discard(self, requests: list[GenerationRequest] | None = None) -> None:
+        """Free the samplers of requests never submitted (a submitted one's is the scheduler's)."""
+        for request in self.requests if requests is None else requests:
+            request.sampler.close()
 
     def cancel(self) -> None:
         for request in self.requests:
@@ -64,15 +72,20 @@ class LlamaGeneration:
 
     def _events(self, abandoned: Callable[[], bool] | None) -> Iterator[tuple[int, Event]]:
         """(choice index, event) until every choice has finished; a failure raises. While it
-        waits, ``abandoned`` is asked every quarter second whether to cancel."""
+        runs, ``abandoned`` is asked four times a second whether to cancel."""
         open_choices = len(self.requests)
+        next_check = time.monotonic() + POLL_SECONDS
         while open_choices:
             try:
-                index, event = self.events.get(timeout=None if abandoned is None else 0.25)
+                index, event = self.events.get(timeout=None if abandoned is None else POLL_SECONDS)
             except queue.Empty:
+                index, event = -1, None
+            if abandoned is not None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + POLL_SECONDS
                 if abandoned():
                     self.cancel()
                     abandoned = None  # the cancelled sequences still finish: wait for them
+            if event is None:
                 continue
             if isinstance(event, Failed):
                 self.cancel()

@@ -41,7 +41,8 @@ enum {
 enum {
     SD_OK = 0,
     SD_ERR_FAILED = -1,     /* loading or running a net failed, out of memory, ... */
-    SD_ERR_INVALID = -2     /* the caller's arguments: size, steps, mode, a prompt too long */
+    SD_ERR_INVALID = -2,    /* the caller's arguments: size, steps, mode, a prompt too long */
+    SD_ERR_CANCELLED = -3   /* the request's cancel flag was set: it stopped between two steps */
 };
 
 typedef struct sd_pipeline sd_pipeline;
@@ -56,6 +57,7 @@ typedef struct sd_request {
     float guidance;                 /* classifier-free guidance scale; <= 0 means 7.5 */
     const char *prompt;             /* UTF-8, A1111 attention syntax: (x) [x] (x:1.3) \( BREAK */
     const char *negative_prompt;    /* UTF-8, may be NULL or "" */
+    const int32_t *cancel;          /* may be NULL; non-zero: stop before the next step (SD_ERR_CANCELLED) */
 } sd_request;
 
 typedef struct sd_timings {

@@ -414,6 +414,10 @@ int sd_generate(sd_pipeline *p, const sd_request *r, uint8_t *rgb, sd_timings *t
         normal_noise(r->seed, 0, x.data(), n);
         for (float &v : x) v *= sigmas[0];
         for (int i = 0; i < r->steps; i++) {
+            if (r->cancel != nullptr && *static_cast<const volatile int32_t *>(r->cancel) != 0) {
+                set_last_error("cancelled");
+                return static_cast<int>(SD_ERR_CANCELLED);
+            }
             p->denoise(r->width, r->height, x.data(), sigmas[i], cond, den_cond.data());
             p->denoise(r->width, r->height, x.data(), sigmas[i], uncond, den_uncond.data());
             t.unet_runs += 2;
