@@ -39,6 +39,7 @@ class PromptInfo:
     eos_text: str
     context_size: int  # tokens per sequence
     fill_in_middle: bool  # whether it declares prefix/suffix/middle tokens (for ``suffix``)
+    control_texts: tuple[str, ...] = ()  # texts its tokenizer reads as control tokens (role markers...)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    first_token_seconds: float | None = None  # from the request reaching the engine to its first token
 
 
 Event = Delta | Finished

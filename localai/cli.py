@@ -26,7 +26,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not settings.models_path.is_dir():
         print(f"localai: models path {settings.models_path} does not exist", file=sys.stderr)
         return 2
-    if settings.preload_models or settings.preload_models_config:
+    if not settings.is_loopback and not (settings.api_keys or settings.api_keys_file) \
+            and not settings.insecure_public:
+        print(f"localai: refusing to serve {settings.address} without API keys: anyone who can reach it could use "
+              "it. Set --api-keys / API_KEY (or --api-keys-file), or pass --insecure-public "
+              "(LOCALAI_INSECURE_PUBLIC=true) if the network in front of it is yours.", file=sys.stderr)
+        return 2
+    app = create_app(settings, preload=False)
+    host = settings.host_port[0]
+
+    def announce(port: int) -> None:  # port 0 picks a free one: tests read it from this line
+        print(f"localai {__version__} listening on http://{host}:{port} "
+              f"(models: {', '.join(app.manager.names()) or 'none'})", flush=True)
+
+    def install_gallery_models() -> None:
+        if not (settings.preload_models or settings.preload_models_config):
+            return
         from localai.gallery import GalleryError, preload
 
         try:
@@ -34,14 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 logging.getLogger("localai").info("installed gallery model %s", path.name)
         except GalleryError as exc:  # as LocalAI: report it and serve the models we have
             logging.getLogger("localai").error("preloading models failed: %s", exc)
-    app = create_app(settings)
-    host = settings.host_port[0]
+        app.manager.reload_configs()
 
-    def announce(port: int) -> None:  # port 0 picks a free one: tests read it from this line
-        print(f"localai {__version__} listening on http://{host}:{port} "
-              f"(models: {', '.join(app.manager.names()) or 'none'})", flush=True)
-
-    return serve(app, settings, announce)
+    return serve(app, settings, announce, start_up=lambda: app.start_up(before=install_gallery_models))
 
 
 def build_info() -> dict:

@@ -26,6 +26,12 @@ class ModelManager:
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
+    def reload_configs(self) -> None:
+        """Read the models folder again (models installed since start serve at once)."""
+        self.configs, self.config_errors = load_model_configs(self.settings.models_path)
+        for error in self.config_errors:
+            log.error("skipping model config %s", error)
+
     def names(self) -> list[str]:
         return list(self.configs)
 
@@ -97,6 +103,10 @@ class ModelManager:
 
     def loaded_engine(self, name: str) -> Any | None:
         return self._engines.get(name)
+
+    def loaded_engines(self) -> list[tuple[str, Any]]:
+        """(name, engine) of every loaded model."""
+        return list(self._engines.items())
 
     def close(self) -> None:
         with self._lock:

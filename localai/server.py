@@ -68,11 +68,17 @@ def _close_slow_requests(server, timeout: float) -> None:
     server.maintenance = types.MethodType(check, server)
 
 
-def serve(app: App, settings: Settings, announce: Callable[[int], None]) -> int:
-    """Run until SIGTERM/SIGINT, then stop gracefully; returns the exit status."""
+def serve(app: App, settings: Settings, announce: Callable[[int], None],
+          start_up: Callable[[], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT, then stop gracefully; returns the exit status. ``start_up`` runs
+    in the background once the server listens (/readyz answers 503 until it is done); SIGHUP
+    re-reads the API keys file."""
     server = create_server(app, settings)
     announce(server.effective_port)
     stopping = threading.Event()
+    if start_up is not None:
+        app.ready = False
+        threading.Thread(target=start_up, name="start-up", daemon=True).start()
 
     def stop_accepting() -> None:  # in Waitress's loop
         server.accepting = False
@@ -103,8 +109,15 @@ def serve(app: App, settings: Settings, announce: Callable[[int], None]) -> int:
         server.trigger.pull_trigger(stop_accepting)
         threading.Thread(target=wind_down, name="shutdown", daemon=True).start()
 
+    def on_hangup(signum, frame) -> None:  # noqa: ARG001
+        try:
+            app.guard.keys.reload()
+        except Exception as exc:  # the old keys stay in force
+            log.error("could not re-read the API keys: %s", exc)
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     try:
         server.run()
     finally:

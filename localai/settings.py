@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,21 @@ from pathlib import Path
 
 def _env_bool(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (a name other than localhost is not trusted to be loopback)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -23,6 +39,12 @@ class Settings:
     preload_models_config: Path | None = None  # a YAML file with such a list
     preload: list[str] = field(default_factory=list)  # model names to load at start-up
     api_keys: list[str] = field(default_factory=list)
+    api_keys_file: Path | None = None  # one key per line, re-read on SIGHUP
+    insecure_public: bool = False  # serve a non-loopback address without API keys
+    allowed_hosts: list[str] = field(default_factory=list)  # Host header values accepted (empty: see host_allowed)
+    cors_allow_origins: list[str] = field(default_factory=list)  # "*" for any (--cors alone)
+    public_metrics: bool = False  # /metrics without a key even when keys are set
+    isolate_prompt_cache: bool | None = None  # prefix reuse per API key; None: when keys are configured
     debug: bool = False
     server_threads: int = 16
     upload_limit_mb: float = 25.0
@@ -44,6 +66,11 @@ class Settings:
     @property
     def json_limit_bytes(self) -> int:
         return int(self.json_limit_mb * 1024 * 1024)
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the server listens on a loopback address only."""
+        return is_loopback_host(self.host_port[0])
 
     @property
     def native_log_level(self) -> str:
@@ -79,6 +106,23 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                         help="comma list of configured model names to load before serving (env LOCALAI_PRELOAD)")
     parser.add_argument("--api-keys", default=env.get("API_KEY", ""),
                         help="comma list of accepted API keys; empty = no auth (env API_KEY)")
+    parser.add_argument("--api-keys-file", type=Path,
+                        default=Path(env["LOCALAI_API_KEYS_FILE"]) if env.get("LOCALAI_API_KEYS_FILE") else None,
+                        help="file with one API key per line, re-read on SIGHUP (env LOCALAI_API_KEYS_FILE)")
+    parser.add_argument("--insecure-public", action="store_true", default=_env_bool(env.get("LOCALAI_INSECURE_PUBLIC")),
+                        help="allow a non-loopback address without API keys (env LOCALAI_INSECURE_PUBLIC)")
+    parser.add_argument("--allowed-hosts", default=env.get("LOCALAI_ALLOWED_HOSTS", ""),
+                        help="comma list of Host header names accepted (env LOCALAI_ALLOWED_HOSTS; default: loopback "
+                             "names when listening on loopback, any otherwise)")
+    parser.add_argument("--cors-allow-origins", default=env.get("LOCALAI_CORS_ALLOW_ORIGINS", ""),
+                        help="comma list of origins allowed by CORS (env LOCALAI_CORS_ALLOW_ORIGINS; --cors: any)")
+    parser.add_argument("--public-metrics", action="store_true", default=_env_bool(env.get("LOCALAI_PUBLIC_METRICS")),
+                        help="serve /metrics without an API key (env LOCALAI_PUBLIC_METRICS)")
+    parser.add_argument("--isolate-prompt-cache", dest="isolate_prompt_cache", action="store_true",
+                        default=None, help="reuse cached prompt prefixes only between requests of one API key "
+                                           "(default: on when API keys are configured)")
+    parser.add_argument("--shared-prompt-cache", dest="isolate_prompt_cache", action="store_false",
+                        help="reuse cached prompt prefixes across API keys")
     parser.add_argument("--debug", action="store_true", default=_env_bool(env.get("DEBUG")),
                         help="verbose logs (env DEBUG)")
     parser.add_argument("--server-threads", type=int, default=int(env.get("LOCALAI_SERVER_THREADS", "16")),
@@ -91,7 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                         default=Path(env["GENERATED_CONTENT_PATH"]) if env.get("GENERATED_CONTENT_PATH") else None,
                         help="where generated images are written (env GENERATED_CONTENT_PATH)")
     parser.add_argument("--cors", action="store_true", default=_env_bool(env.get("CORS")),
-                        help="send permissive CORS headers (env CORS)")
+                        help="answer CORS requests from any origin (env CORS); see --cors-allow-origins")
     parser.add_argument("--json-limit", type=float, default=float(env.get("LOCALAI_JSON_LIMIT", "8")),
                         help="largest JSON request body in MB (env LOCALAI_JSON_LIMIT; default 8)")
     parser.add_argument("--max-queue", type=int, default=int(env.get("LOCALAI_MAX_QUEUE", "64")),
@@ -123,13 +167,19 @@ def from_arguments(args: argparse.Namespace) -> Settings:
         preload_models=args.preload_models,
         preload_models_config=args.preload_models_config,
         preload=[name.strip() for name in args.preload.split(",") if name.strip()],
-        api_keys=[key.strip() for key in args.api_keys.split(",") if key.strip()],
+        api_keys=_list(args.api_keys),
+        api_keys_file=args.api_keys_file,
+        insecure_public=args.insecure_public,
+        allowed_hosts=_list(args.allowed_hosts),
+        cors_allow_origins=_list(args.cors_allow_origins) or (["*"] if args.cors else []),
+        public_metrics=args.public_metrics,
+        isolate_prompt_cache=args.isolate_prompt_cache,
         debug=args.debug,
         server_threads=args.server_threads,
         upload_limit_mb=args.upload_limit,
         max_audio_seconds=args.max_audio_seconds,
         generated_images_path=args.generated_images_path,
-        cors=args.cors,
+        cors=args.cors or bool(_list(args.cors_allow_origins)),
         json_limit_mb=args.json_limit,
         max_queue=max(1, args.max_queue),
         request_timeout=max(0.0, args.request_timeout),

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from werkzeug.datastructures import Headers
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAT_MODEL = "smollm2-135m-instruct"
 # Tests that check a model's answer, or compare two answers, ask for a fresh computation: a
@@ -23,7 +25,7 @@ FRESH = {"cache_prompt": False}
 class LiveServer:
     """`localai run` in a subprocess on 127.0.0.1 with an ephemeral port; stopped by the fixture."""
 
-    def __init__(self, models_path: Path, *extra: str, env: dict | None = None):
+    def __init__(self, models_path: Path, *extra: str, env: dict | None = None, wait_ready: bool = True):
         cmd = [sys.executable, "-m", "localai.cli", "run", "--address", "127.0.0.1:0",
                "--models-path", str(models_path), *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -33,6 +35,24 @@ class LiveServer:
         self.port = int(line.split("http://127.0.0.1:")[1].split()[0])
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self._drain, daemon=True).start()
+        if wait_ready:
+            self.wait_ready(timeout=600)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until /readyz says the start-up work (gallery installs, preloads) is done."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: " + "".join(self.log[-20:]))
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready in time")
 
     def _wait_for_banner(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -75,17 +95,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(server, path: str, body: dict | bytes, headers: dict | None = None) -> tuple[int, dict, bytes]:
+def post(server, path: str, body: dict | bytes, headers: dict | None = None) -> tuple[int, Headers, bytes]:
     """POST JSON (or raw bytes) to a live server: (status, headers, body)."""
     return request(server, "POST", path, body, headers)
 
 
-def get(server, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+def get(server, path: str, headers: dict | None = None) -> tuple[int, Headers, bytes]:
     return request(server, "GET", path, None, headers)
 
 
 def request(server, method: str, path: str, body: dict | bytes | None = None,
-            headers: dict | None = None) -> tuple[int, dict, bytes]:
+            headers: dict | None = None) -> tuple[int, Headers, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     all_headers = {"Content-Type": "application/json", **(headers or {})} if data is not None else dict(headers or {})
@@ -93,7 +113,7 @@ def request(server, method: str, path: str, body: dict | bytes | None = None,
     response = conn.getresponse()
     raw = response.read()
     conn.close()
-    return response.status, dict(response.getheaders()), raw
+    return response.status, Headers(response.getheaders()), raw  # names case-insensitive, as in HTTP
 
 
 def openai_error(status: int, raw: bytes, expected: int, param: str | None = "any") -> dict:

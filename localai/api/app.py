@@ -10,49 +10,48 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from localai.api.http import ApiRequest, Handler, error_info, error_response
-from localai.api.routes import audio, chat, completions, edits, embeddings, health, images, models, monitor, tokenize
+from localai.api.http import ApiRequest, Route, error_info, error_response
+from localai.api.metrics import Metrics
+from localai.api.security import Guard, presented_key
+from localai.api.routes import audio, chat, completions, edits, embeddings, images, models, monitor, service, tokenize
 from localai.config import ModelConfig
-from localai.errors import InvalidRequest, MethodNotAllowed, NotFound, TooManyRequests, Unauthorized
+from localai.errors import (InvalidRequest, LocalAIError, MethodNotAllowed, NotFound, TooManyRequests,
+                            UnsupportedMediaType)
 from localai.manager import ModelManager
 from localai.settings import Settings
 
 log = logging.getLogger("localai.http")
 
 
-@dataclass(frozen=True)
-class Route:
-    path: str
-    handler: Handler
-    methods: tuple[str, ...]
-    v1: bool = True  # also served under /v1
-    public: bool = False  # answered without an API key
-    body: str = "json"  # what a POST carries: "json" (up to --json-limit) or "multipart" (--upload-limit)
-    heavy: bool = False  # runs a model: counted against the server's worker threads
-
-
 ROUTES: tuple[Route, ...] = (
-    Route("/models", models.on_models, ("GET",)),
-    Route("/models/<path:model_id>", models.on_model, ("GET",)),
-    Route("/tokenize", tokenize.on_tokenize, ("POST",)),
-    Route("/chat/completions", chat.on_chat, ("POST",), heavy=True),
-    Route("/completions", completions.on_completions, ("POST",), heavy=True),
-    Route("/edits", edits.on_edits, ("POST",), heavy=True),
-    Route("/embeddings", embeddings.on_embeddings, ("POST",), heavy=True),
-    Route("/audio/transcriptions", audio.on_transcriptions, ("POST",), body="multipart", heavy=True),
-    Route("/audio/translations", audio.on_translations, ("POST",), body="multipart", heavy=True),
-    Route("/images/generations", images.on_images, ("POST",), heavy=True),
-    Route("/generated-images/<path:filename>", images.on_generated_image, ("GET",), v1=False),
-    Route("/backend/monitor", monitor.on_monitor, ("GET", "POST"), v1=False),
-    Route("/healthz", health.on_healthz, ("GET",), v1=False, public=True),
-    Route("/readyz", health.on_readyz, ("GET",), v1=False, public=True),
+    Route("/models", models.on_models, ("GET",), summary="List the configured models"),
+    Route("/models/<path:model_id>", models.on_model, ("GET",), summary="Retrieve a model"),
+    Route("/tokenize", tokenize.on_tokenize, ("POST",), schema="tokenize", summary="Tokenize text (LocalAI)"),
+    Route("/chat/completions", chat.on_chat, ("POST",), heavy=True, schema="chat", summary="Chat completion"),
+    Route("/completions", completions.on_completions, ("POST",), heavy=True, schema="completion",
+          summary="Text completion"),
+    Route("/edits", edits.on_edits, ("POST",), heavy=True, schema="edit", summary="Edit (LocalAI)"),
+    Route("/embeddings", embeddings.on_embeddings, ("POST",), heavy=True, schema="embeddings",
+          summary="Embeddings"),
+    Route("/audio/transcriptions", audio.on_transcriptions, ("POST",), body="multipart", heavy=True,
+          schema="audio", summary="Transcribe audio"),
+    Route("/audio/translations", audio.on_translations, ("POST",), body="multipart", heavy=True,
+          schema="audio", summary="Translate audio into English"),
+    Route("/images/generations", images.on_images, ("POST",), heavy=True, schema="images",
+          summary="Generate images"),
+    Route("/generated-images/<path:filename>", images.on_generated_image, ("GET",), v1=False,
+          summary="A generated image"),
+    Route("/backend/monitor", monitor.on_monitor, ("GET", "POST"), v1=False, summary="Backend monitor (LocalAI)"),
+    Route("/openapi.json", service.on_openapi, ("GET",), v1=False, summary="This API's OpenAPI document"),
+    Route("/metrics", service.on_metrics, ("GET",), v1=False, summary="Prometheus metrics"),
+    Route("/healthz", service.on_healthz, ("GET",), v1=False, public=True, summary="Liveness"),
+    Route("/readyz", service.on_readyz, ("GET",), v1=False, public=True, summary="Readiness"),
 )
 # Worker threads kept free of model work, so health checks, model lists and monitors are
 # answered even when every other thread is busy generating.
@@ -60,11 +59,7 @@ RESERVED_THREADS = 2
 
 
 def _url_map(routes: Iterable[Route]) -> Map:
-    rules = []
-    for route in routes:
-        paths = [f"/v1{route.path}", route.path] if route.v1 else [route.path]
-        rules += [Rule(path, endpoint=route, methods=list(route.methods)) for path in paths]
-    return Map(rules)
+    return Map([Rule(path, endpoint=route, methods=list(route.methods)) for route in routes for path in route.paths])
 
 
 class App:
@@ -73,7 +68,13 @@ class App:
     def __init__(self, settings: Settings, manager: ModelManager | None = None) -> None:
         self.settings = settings
         self.manager = manager or ModelManager(settings)
+        self.routes = ROUTES
         self.url_map = _url_map(ROUTES)
+        self.guard = Guard(settings)
+        self.metrics = Metrics(self.manager.loaded_engines)
+        self.ready = True  # False while the server's start-up work (preloading models) runs
+        isolate = settings.isolate_prompt_cache
+        self._isolate_cache = self.guard.keys.configured if isolate is None else isolate
         self._heavy = threading.BoundedSemaphore(max(1, settings.server_threads - RESERVED_THREADS))
         self._in_flight = 0
         self._in_flight_lock = threading.Condition()
@@ -86,37 +87,50 @@ class App:
         request.record.model = config.name
         return config
 
-    # ---- authentication ----
-    @staticmethod
-    def _bearer(request: ApiRequest) -> str | None:
-        header = request.headers.get("Authorization", "")
-        prefix = "Bearer "
-        return header[len(prefix):].strip() or None if header.startswith(prefix) else None
-
-    def _check_auth(self, request: ApiRequest) -> None:
-        if not self.settings.api_keys:
-            return
-        if self._bearer(request) not in self.settings.api_keys:
-            raise Unauthorized("Incorrect API key provided.")
+    def cache_scope(self, request: ApiRequest) -> str:
+        return (request.record.key_scope or "") if self._isolate_cache else ""
 
     def _model_from_bearer(self, request: ApiRequest) -> str | None:
         # With API keys configured the bearer token is a key, not a model name.
-        return None if self.settings.api_keys else self._bearer(request)
+        return None if self.guard.keys.configured else presented_key(request)
+
+    def _route_for(self, request: ApiRequest) -> tuple[Route, dict]:
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            return adapter.match()
+        except HTTPException as exc:  # werkzeug's routing: no such path, or not with this method
+            if exc.code == 405:
+                allowed = sorted(getattr(exc, "valid_methods", None) or [])
+                raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}.",
+                                       allowed=allowed) from None
+            raise NotFound(f"No route {request.path}.") from None
+
+    def _check_body_type(self, route: Route, request: ApiRequest) -> None:
+        """A JSON route takes JSON, the audio routes multipart forms: a cross-site "simple"
+        request (text/plain, no preflight) is refused, not read."""
+        if request.method in ("GET", "HEAD") or not (request.content_length or request.headers.get(
+                "Transfer-Encoding")):
+            return
+        mimetype = request.mimetype
+        if route.body == "multipart":
+            ok = mimetype == "multipart/form-data"
+        else:
+            ok = mimetype == "application/json" or mimetype.endswith("+json")
+        if not ok:
+            wanted = "multipart/form-data" if route.body == "multipart" else "application/json"
+            raise UnsupportedMediaType(f"This route reads {wanted} bodies, not {mimetype or 'an unnamed type'}.")
 
     # ---- WSGI ----
     def dispatch(self, request: ApiRequest) -> Response:
-        adapter = self.url_map.bind_to_environ(request.environ)
         try:
-            try:
-                route, values = adapter.match()
-            except HTTPException as exc:  # werkzeug's routing: no such path, or not with this method
-                if exc.code == 405:
-                    allowed = sorted(getattr(exc, "valid_methods", None) or [])
-                    raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}.",
-                                           allowed=allowed) from None
-                raise NotFound(f"No route {request.path}.") from None
-            if not route.public:
-                self._check_auth(request)
+            self.guard.check_source(request)
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                return self.guard.preflight(request)
+            route, values = self._route_for(request)
+            request.record.route = route.path
+            if not route.public and not (route.handler is service.on_metrics and self.settings.public_metrics):
+                request.record.key_scope = self.guard.authenticate(request)
+            self._check_body_type(route, request)
             request.max_content_length = (self.settings.upload_limit_bytes if route.body == "multipart"
                                           else self.settings.json_limit_bytes)
             if route.heavy:
@@ -138,19 +152,20 @@ class App:
             self._in_flight += 1
         try:
             response = self.dispatch(request)
-            if self.settings.cors:
-                response.headers["Access-Control-Allow-Origin"] = "*"
+            self.guard.add_cors_headers(request, response)
             body = response(environ, start_response)
         except BaseException:
             self._done(request)
             raise
         return _LoggedBody(body, request, response.status_code, started, self._done)
 
-    def _done(self, request: ApiRequest) -> None:
+    def _done(self, request: ApiRequest, status: int | None = None, seconds: float | None = None) -> None:
         """A request's body is over (sent, failed, or its client gone)."""
         release, request.record.release = request.record.release, None
         if release is not None:
             release()
+        if status is not None:
+            self.metrics.request_done(request.record.route, request.method, status, seconds or 0.0)
         with self._in_flight_lock:
             self._in_flight -= 1
             self._in_flight_lock.notify_all()
@@ -168,6 +183,20 @@ class App:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         return self.wsgi_app(environ, start_response)
+
+    def start_up(self, before: Callable[[], None] | None = None) -> None:
+        """The work before the server is ready: ``before`` (gallery installs), then the --preload models."""
+        self.ready = False
+        try:
+            if before is not None:
+                before()
+            for name in self.settings.preload:
+                try:
+                    self.manager.preload(name)
+                except LocalAIError as exc:  # a model that cannot load must not keep the server from starting
+                    log.error("preloading model %s failed: %s", name, exc)
+        finally:
+            self.ready = True
 
     def close(self) -> None:
         self.manager.close()
@@ -189,16 +218,27 @@ class _LoggedBody:
             if close:
                 close()
         finally:
-            self.done(self.request)
+            seconds = time.perf_counter() - self.started
+            self.done(self.request, self.status, seconds)
             record = self.request.record
-            log.info("%s %s %s model=%s tokens=%s %.0fms", self.request.method, self.request.path, self.status,
-                     record.model or "-", "-" if record.tokens is None else record.tokens,
-                     (time.perf_counter() - self.started) * 1000)
+            # the path is the client's: escaped, so it cannot write lines of its own into the log
+            log.info("%s %s %s model=%s tokens=%s %.0fms", _printable(self.request.method),
+                     _printable(self.request.full_path.rstrip("?")), self.status, _printable(record.model or "-"),
+                     "-" if record.tokens is None else record.tokens, seconds * 1000)
 
 
-def create_app(settings: Settings, manager: ModelManager | None = None) -> App:
-    """A fresh application; nothing is shared between two apps in one process."""
+def _printable(text: str) -> str:
+    """Text as one log-safe line: control characters and backslashes escaped."""
+    if all(c.isprintable() and c not in " \\" for c in text):
+        return text
+    return text.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+
+
+def create_app(settings: Settings, manager: ModelManager | None = None, *, preload: bool = True) -> App:
+    """A fresh application; nothing is shared between two apps in one process. With ``preload``
+    the --preload models are loaded now; else the caller runs ``app.start_up()`` (the server
+    does, in the background, answering /readyz with 503 until it is done)."""
     app = App(settings, manager)
-    for name in settings.preload:
-        app.manager.preload(name)
+    if preload:
+        app.start_up()
     return app

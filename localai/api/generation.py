@@ -7,13 +7,12 @@ import logging
 import re
 from typing import Any, Callable, Iterator
 
-from localai.api.http import ApiRequest, deadline, error_info, sse
+from localai.api.http import ApiRequest, Server, deadline, error_info, sse
 from localai.capabilities import Delta, Finished, GenerationOptions, Generation
 from localai.config import ModelConfig
 from localai.errors import InvalidRequest
 from localai.grammar import gbnf
 from localai.sampling import resolve_sampling
-from localai.settings import Settings
 
 log = logging.getLogger("localai.api")
 # prompts x n in one request: more would hold the scheduler's slots for everyone else for long
@@ -49,11 +48,12 @@ def max_tokens(body: dict, config: ModelConfig) -> int | None:
     return config.parameters.max_tokens
 
 
-def generation_options(body: dict, config: ModelConfig, settings: Settings, *, grammar: str | None = None,
-                       logprobs: int | None = None, prompt_logprobs: bool = False,
+def generation_options(app: Server, request: ApiRequest, body: dict, config: ModelConfig, *,
+                       grammar: str | None = None, logprobs: int | None = None, prompt_logprobs: bool = False,
                        suffix: str | None = None) -> GenerationOptions:
     """A text request's options: its values, else the model YAML's ``parameters``, else OpenAI's;
-    and the server's limits on it (time, tokens)."""
+    the server's limits on it (time, tokens); whose cached prefixes it may reuse."""
+    settings = app.settings
     defaults = config.parameters.__dict__
     if grammar is None and body.get("grammar"):
         gbnf.check(body["grammar"])  # our parser's limits, before llama.cpp's parser sees it
@@ -66,6 +66,7 @@ def generation_options(body: dict, config: ModelConfig, settings: Settings, *, g
         ignore_eos=bool(ignore_eos if ignore_eos is not None else config.parameters.ignore_eos),
         logprobs=logprobs, prompt_logprobs=prompt_logprobs, suffix=suffix,
         cache_prompt=body.get("cache_prompt") is not False,
+        cache_scope=app.cache_scope(request),
         deadline=deadline(settings),
         token_budget=settings.max_request_tokens)
 
@@ -95,7 +96,15 @@ def usage(generation: Generation, finished: dict[int, Finished]) -> dict:
             "prompt_tokens_details": {"cached_tokens": sum(f.cached_tokens for f in firsts)}}
 
 
-def stream_events(generation: Generation, request: ApiRequest, body: dict, envelope: dict,
+def record(app: Server, request: ApiRequest, generation: Generation, finished: dict[int, Finished]) -> dict:
+    """A finished generation's usage, written to the request's log record and the metrics."""
+    totals = usage(generation, finished)
+    request.record.tokens = totals["completion_tokens"]
+    app.metrics.generation_done(request.record.model or "-", [finished[i] for i in sorted(finished)], generation.n)
+    return totals
+
+
+def stream_events(app: Server, generation: Generation, request: ApiRequest, body: dict, envelope: dict,
                   make_choices: ChoiceMaker) -> Iterator[bytes]:
     """Run the generation, turning its events into chunks (``envelope`` + the choices
     ``make_choices`` gives for each event); ends with a usage chunk (if asked) and [DONE].
@@ -133,7 +142,7 @@ def stream_events(generation: Generation, request: ApiRequest, body: dict, envel
             log.exception("generation failed mid-stream")
         yield sse(info.body())
         return
-    request.record.tokens = sum(f.completion_tokens for f in finished.values())
+    totals = record(app, request, generation, finished)
     if include_usage:
-        pending.append(sse({**envelope, "choices": [], "usage": usage(generation, finished)}))
+        pending.append(sse({**envelope, "choices": [], "usage": totals}))
     yield b"".join([*pending, sse("[DONE]")])

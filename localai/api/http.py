@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from localai import errors
+from localai.api.metrics import Metrics
 from localai.config import ModelConfig
 from localai.manager import ModelManager
 from localai.settings import Settings
@@ -28,10 +29,12 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 @dataclass
 class RequestRecord:
-    """What one request did, for its access log line: set by the route, read once at the end."""
+    """What one request did, for its access log line and metrics: set by the route, read once at the end."""
 
     model: str | None = None
     tokens: int | None = None  # completion tokens for text, prompt tokens for embeddings
+    route: str = "-"  # the route's path pattern (a metrics label)
+    key_scope: str | None = None  # which API key it came with (its digest prefix), when keys are set
     release: Callable[[], None] | None = None  # frees what admission took (a worker-thread slot)
 
 
@@ -59,6 +62,13 @@ class Server(Protocol):
 
     settings: Settings
     manager: ModelManager
+    metrics: Metrics
+    routes: tuple[Route, ...]
+    ready: bool
+
+    def cache_scope(self, request: ApiRequest) -> str:
+        """Whose prompt prefixes a request may reuse: its API key's when the cache is isolated."""
+        ...
 
     def resolve_model(self, request: ApiRequest, requested: Any) -> ModelConfig:
         """The model that answers: the request's ``model``, else the bearer token when it names a
@@ -67,6 +77,23 @@ class Server(Protocol):
 
 
 Handler = Callable[..., Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    handler: Handler
+    methods: tuple[str, ...]
+    v1: bool = True  # also served under /v1
+    public: bool = False  # answered without an API key
+    body: str = "json"  # what a POST carries: "json" (up to --json-limit) or "multipart" (--upload-limit)
+    heavy: bool = False  # runs a model: counted against the server's worker threads
+    schema: str | None = None  # the name of its request body's schema in localai.api.schemas
+    summary: str = ""
+
+    @property
+    def paths(self) -> list[str]:
+        return [f"/v1{self.path}", self.path] if self.v1 else [self.path]
 
 
 # ---- bodies -----------------------------------------------------------------------------------------

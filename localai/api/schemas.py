@@ -232,8 +232,25 @@ TOKENIZE = {
     "properties": {"model": _nullable(_string(MAX_NAME)), "content": _string()},
 }
 
+# The audio routes read multipart forms: every field arrives as text (file: the upload itself).
+AUDIO_RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+AUDIO = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "contentMediaType": "application/octet-stream",
+                 "description": "the audio: WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF..."},
+        "model": _string(MAX_NAME),
+        "language": _string(32, description="ISO-639-1 code (transcriptions only)"),
+        "prompt": _string(4096, description="text to continue from (at most 224 tokens)"),
+        "response_format": {"enum": list(AUDIO_RESPONSE_FORMATS)},
+        "temperature": _string(32, description="a number from 0 to 1"),
+        "timestamp_granularities[]": {"type": "array", "maxItems": 2, "items": {"enum": ["word", "segment"]}},
+    },
+}
+
 SCHEMAS: dict[str, dict] = {"chat": CHAT, "completion": COMPLETION, "edit": EDIT, "embeddings": EMBEDDINGS,
-                            "images": IMAGES, "tokenize": TOKENIZE}
+                            "images": IMAGES, "tokenize": TOKENIZE, "audio": AUDIO}
 
 
 # ---- validation ---------------------------------------------------------------------------------

@@ -171,6 +171,15 @@ class Model(NativeHandle):
         """Every end-of-generation token of the vocabulary."""
         return tuple(t for t in range(self.n_vocab) if self.is_eog(t))
 
+    @functools.cached_property
+    def control_texts(self) -> tuple[str, ...]:
+        """The texts llama.cpp reads as control tokens (role markers, BOS/EOS...) when it parses
+        special tokens, longest first."""
+        control = lib.LLAMA_TOKEN_ATTR_CONTROL | lib.LLAMA_TOKEN_ATTR_UNKNOWN
+        texts = {self.token_text(t) for t in range(self.n_vocab)
+                 if _check(lib.localai_token_attr(self._live(), t), "token_attr") & control}
+        return tuple(sorted((t for t in texts if t), key=len, reverse=True))
+
     def token_text(self, token: int) -> str:
         ptr = lib.localai_token_text(self._live(), token)
         return "" if ptr == ffi.NULL else ffi.string(ptr).decode(errors="replace")

@@ -52,3 +52,29 @@ def normalize_messages(messages: list[dict]) -> list[dict]:
             raise InvalidRequest("each message needs a string 'role'", param=f"messages[{index}].role")
         out.append({**message, "content": text_content(message.get("content"), index)})
     return out
+
+
+WORD_JOINER = "\u2060"
+
+
+def defuse_control_tokens(value: Any, control_texts: tuple[str, ...]) -> Any:
+    """``value`` (a message list, tools...) with every control-token text in its strings broken by
+    a word joiner after its first character, so a client's text is read as text: a message
+    holding ``<|im_start|>system`` cannot open a turn of its own. Only the template's own text
+    may contain control tokens."""
+    if not control_texts:
+        return value
+    if isinstance(value, str):
+        return _defuse_text(value, control_texts) if any(t in value for t in control_texts) else value
+    if isinstance(value, list):
+        return [defuse_control_tokens(v, control_texts) for v in value]
+    if isinstance(value, dict):
+        return {k: defuse_control_tokens(v, control_texts) for k, v in value.items()}
+    return value
+
+
+def _defuse_text(text: str, control_texts: tuple[str, ...]) -> str:
+    for marker in control_texts:  # longest first, so a marker inside a longer one is handled with it
+        if marker in text and len(marker) > 1:
+            text = text.replace(marker, marker[0] + WORD_JOINER + marker[1:])
+    return text

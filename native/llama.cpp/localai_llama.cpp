@@ -230,6 +230,15 @@ const char * localai_token_text(const llama_model * model, llama_token token) {
     return guarded<const char *>(nullptr, nullptr, "token text", [&] { return llama_vocab_get_text(vocab, token); });
 }
 
+int32_t localai_token_attr(const llama_model * model, llama_token token) {
+    if (model == nullptr) return fail(LOCALAI_ERR_INVALID, "token_attr: NULL model");
+    const llama_vocab * vocab = llama_model_get_vocab(model);
+    if (token < 0 || token >= llama_vocab_n_tokens(vocab)) {
+        return fail(LOCALAI_ERR_INVALID, "token id %d is outside the vocabulary", token);
+    }
+    return guarded_status("token_attr", [&] { return (int32_t) llama_vocab_get_attr(vocab, token); });
+}
+
 // ---- contexts ----------------------------------------------------------------------------------
 
 localai_context * localai_context_new(llama_model * model, const localai_context_params * params) {

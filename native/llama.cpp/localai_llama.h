@@ -96,6 +96,8 @@ LOCALAI_API int32_t localai_token_to_piece(const struct llama_model * model, lla
 /* 1 for an end-of-generation token, 0 for another, a status for an invalid one. */
 LOCALAI_API int32_t localai_token_is_eog(const struct llama_model * model, llama_token token);
 LOCALAI_API const char * localai_token_text(const struct llama_model * model, llama_token token);
+/* The token's llama_token_attr bits, or a status for an invalid one. */
+LOCALAI_API int32_t localai_token_attr(const struct llama_model * model, llama_token token);
 
 /* ---- contexts --------------------------------------------------------------------------- */
 

@@ -209,8 +209,9 @@ def test_empty_upload_is_400(server):
 
 
 def test_missing_file_and_wrong_content_type(server):
+    # not a multipart form: refused by its content type (a 415, as for any route's wrong body type)
     response = requests.post(f"{server.url}/v1/audio/transcriptions", data={"model": MODEL}, timeout=30)
-    assert_error(response, 400, param="file")
+    assert_error(response, 415)
     response = requests.post(f"{server.url}/v1/audio/transcriptions", files={"model": (None, MODEL)}, timeout=30)
     assert_error(response, 400, param="file", contains="`file`")
 

@@ -14,12 +14,13 @@ import zlib
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
+from localai.api import schemas
 from localai.api.http import ApiRequest, Server, client_gone, deadline, json_response, text_response
 from localai.audio import decode_audio
 from localai.capabilities import Capability, Segment, Transcript
 from localai.errors import InvalidRequest, PayloadTooLarge
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = schemas.AUDIO_RESPONSE_FORMATS
 GRANULARITIES = ("word", "segment")
 
 
@@ -74,6 +75,8 @@ def _handle(app: Server, request: ApiRequest, *, translate: bool) -> Response:
     upload = files.get("file")
     if upload is None:
         raise InvalidRequest("Missing the audio file: send it in the `file` field.", param="file")
+    schemas.validate("audio", {**{key: form.getlist(key) if key.endswith("[]") else form.get(key) for key in form},
+                               "file": ""})
     config = app.resolve_model(request, form.get("model") or None)
     app.manager.require(config, Capability.TRANSCRIPTION)
     response_format = (form.get("response_format") or "json").strip()

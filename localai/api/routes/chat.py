@@ -9,11 +9,12 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from localai.api import schemas, tools
-from localai.api.generation import generation_options, postprocess, stream_events, usage
+from localai.api.generation import generation_options, postprocess, record, stream_events
 from localai.api.http import ApiRequest, Server, client_gone, json_response, read_json, stream_response
 from localai.capabilities import Capability, Delta
 from localai.errors import InvalidRequest
 from localai.templates import choose_chat_template, render_chat_prompt
+from localai.templates.messages import defuse_control_tokens
 
 
 def _logprobs_content(event: Delta) -> list[dict]:
@@ -30,17 +31,20 @@ def on_chat(app: Server, request: ApiRequest) -> Response:
     engine = app.manager.engine_for(config, Capability.TEXT)
     info = engine.prompt_info()
     template = choose_chat_template(config.template, info.chat_template)
+    # the client's text cannot carry control tokens: only the template's own text may
+    messages = defuse_control_tokens(tools.prepare_messages(body["messages"], plan, template.knows_tools),
+                                     info.control_texts)
     prompt = render_chat_prompt(
-        tools.prepare_messages(body["messages"], plan, template.knows_tools),
-        model_template=info.chat_template, config_template=config.template,
+        messages, model_template=info.chat_template, config_template=config.template,
         roles=config.roles, system_prompt=config.system_prompt, bos_token=info.bos_text, eos_token=info.eos_text,
-        tools=plan.tools if plan.active and template.knows_tools else None)
+        tools=defuse_control_tokens(plan.tools, info.control_texts) if plan.active and template.knows_tools
+        else None)
     logprobs = None
     if body.get("logprobs"):
         logprobs = int(body.get("top_logprobs") or 0)
     elif body.get("top_logprobs"):
         raise InvalidRequest("top_logprobs requires logprobs to be true.", param="top_logprobs")
-    options = generation_options(body, config, app.settings, grammar=grammar, logprobs=logprobs)
+    options = generation_options(app, request, body, config, grammar=grammar, logprobs=logprobs)
     generation = engine.generate([prompt], options, n=int(body.get("n") or 1))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -48,7 +52,7 @@ def on_chat(app: Server, request: ApiRequest) -> Response:
     if body.get("stream"):
         envelope = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
                     "model": config.name, "system_fingerprint": None}
-        return stream_response(stream_events(generation, request, body, envelope, _ChunkChoices(plan)),
+        return stream_response(stream_events(app, generation, request, body, envelope, _ChunkChoices(plan)),
                                on_close=generation.cancel)
 
     deltas, finished = generation.collect(abandoned=client_gone(request))
@@ -68,8 +72,7 @@ def on_chat(app: Server, request: ApiRequest) -> Response:
                         "logprobs": ({"content": [c for e in deltas[i] for c in _logprobs_content(e)]}
                                      if logprobs is not None else None),
                         "finish_reason": reason})
-    totals = usage(generation, finished)
-    request.record.tokens = totals["completion_tokens"]
+    totals = record(app, request, generation, finished)
     return json_response({"id": completion_id, "object": "chat.completion", "created": created,
                           "model": config.name, "system_fingerprint": None, "choices": choices, "usage": totals})
 

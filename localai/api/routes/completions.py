@@ -9,7 +9,7 @@ import uuid
 from werkzeug.wrappers import Response
 
 from localai.api import schemas
-from localai.api.generation import check_choices, generation_options, postprocess, stream_events, usage
+from localai.api.generation import check_choices, generation_options, postprocess, record, stream_events
 from localai.api.http import ApiRequest, Server, client_gone, json_response, read_json, stream_response
 from localai.capabilities import Capability, Delta
 from localai.errors import InvalidRequest
@@ -66,7 +66,7 @@ def on_completions(app: Server, request: ApiRequest) -> Response:
     logprobs = None if logprobs is None else int(logprobs)
     echo = bool(body.get("echo"))
     # best_of: every candidate's chosen-token logprobs are needed to rank them
-    options = generation_options(body, config, app.settings,
+    options = generation_options(app, request, body, config,
                                  logprobs=logprobs if best_of == n or logprobs is not None else 0,
                                  prompt_logprobs=echo and logprobs is not None, suffix=suffix)
     generation = engine.generate(prompts, options, n=best_of)
@@ -92,7 +92,7 @@ def on_completions(app: Server, request: ApiRequest) -> Response:
 
         envelope = {"id": completion_id, "object": "text_completion", "created": created, "model": config.name,
                     "system_fingerprint": None}
-        return stream_response(stream_events(generation, request, body, envelope, make_choices),
+        return stream_response(stream_events(app, generation, request, body, envelope, make_choices),
                                on_close=generation.cancel)
 
     events, finished = generation.collect(abandoned=client_gone(request))
@@ -108,7 +108,6 @@ def on_completions(app: Server, request: ApiRequest) -> Response:
                             "logprobs": (completion_logprobs(events[i], 0 if echo else len(echo_text))
                                          if logprobs is not None else None),
                             "finish_reason": finished[i].reason})
-    totals = usage(generation, finished)  # every candidate's tokens, as OpenAI counts best_of
-    request.record.tokens = totals["completion_tokens"]
+    totals = record(app, request, generation, finished)  # every candidate's tokens, as OpenAI counts best_of
     return json_response({"id": completion_id, "object": "text_completion", "created": created,
                           "model": config.name, "system_fingerprint": None, "choices": choices, "usage": totals})

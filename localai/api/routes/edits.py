@@ -7,7 +7,7 @@ import time
 from werkzeug.wrappers import Response
 
 from localai.api import schemas
-from localai.api.generation import generation_options, postprocess, usage
+from localai.api.generation import generation_options, postprocess, record
 from localai.api.http import ApiRequest, Server, client_gone, json_response, read_json
 from localai.capabilities import Capability
 from localai.templates import render_edit_prompt
@@ -18,10 +18,9 @@ def on_edits(app: Server, request: ApiRequest) -> Response:
     config = app.resolve_model(request, body.get("model"))
     engine = app.manager.engine_for(config, Capability.TEXT)
     prompt = render_edit_prompt(body["instruction"], body.get("input") or "", config.template.edit)
-    generation = engine.generate([prompt], generation_options(body, config, app.settings), n=int(body.get("n") or 1))
+    generation = engine.generate([prompt], generation_options(app, request, body, config), n=int(body.get("n") or 1))
     deltas, finished = generation.collect(abandoned=client_gone(request))
-    totals = usage(generation, finished)
-    request.record.tokens = totals["completion_tokens"]
+    totals = record(app, request, generation, finished)
     return json_response({
         "object": "edit", "created": int(time.time()), "model": config.name,
         "choices": [{"index": i, "text": postprocess("".join(e.text for e in choice), config)}

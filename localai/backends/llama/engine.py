@@ -59,7 +59,8 @@ class LlamaEngine:
         return PromptInfo(chat_template=model.chat_template(),
                           bos_text=model.token_text(model.bos) if model.bos >= 0 else "",
                           eos_text=model.token_text(model.eos) if model.eos >= 0 else "",
-                          context_size=self.context_size, fill_in_middle=min(model.fim) >= 0)
+                          context_size=self.context_size, fill_in_middle=min(model.fim) >= 0,
+                          control_texts=model.control_texts)
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         return self.model.tokenize(text, add_special=add_special, parse_special=True)
@@ -89,7 +90,7 @@ class LlamaEngine:
                         prompt=tokens, sampler=sampler, events=generation.sink(),
                         max_tokens=options.max_tokens, stop=options.stop, ignore_eos=options.ignore_eos,
                         logprobs=options.logprobs, prompt_logprobs=options.prompt_logprobs,
-                        reuse_prefix=options.cache_prompt, deadline=options.deadline))
+                        reuse_prefix=options.cache_prompt, deadline=options.deadline, scope=options.cache_scope))
         except Exception:
             generation.discard()
             raise

@@ -59,6 +59,8 @@ class GenerationRequest:
     prompt_logprobs: bool = False  # also the prompt's tokens (OpenAI's echo + logprobs); needs logprobs
     reuse_prefix: bool = True  # False: compute the whole prompt, whatever the slots hold
     deadline: float | None = None  # time.monotonic() after which it stops with "length"
+    scope: str = ""  # its cached prefix may be reused only by requests of the same scope (API key)
+    submitted: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
@@ -77,6 +79,8 @@ class _Slot:
     limit: int = 0
     text: TextAssembler | None = None
     last_used: int = 0
+    scope: str = ""  # whose prompt the cache holds
+    first_token_at: float | None = None
     scored_chunk: tuple[int, list[int]] | None = None  # (batch index, tokens) of a prompt chunk with all logits
 
 
@@ -178,8 +182,8 @@ class Scheduler:
             if not free:
                 still_waiting.append(request)
                 continue
-            if request.reuse_prefix:  # the longest shared prefix, else the least recently used
-                slot = max(free, key=lambda s: (_common_prefix(s.cache, request.prompt), -s.last_used))
+            if request.reuse_prefix:  # the longest shared prefix (of its own scope), else the least recently used
+                slot = max(free, key=lambda s: (_shared(s, request), -s.last_used))
             else:  # nothing is reused: take the slot whose cache is worth least to others
                 slot = min(free, key=lambda s: (len(s.cache) > 0, s.last_used))
             try:
@@ -191,7 +195,7 @@ class Scheduler:
 
     def _start(self, slot: _Slot, request: GenerationRequest) -> None:
         prompt = request.prompt
-        keep = min(_common_prefix(slot.cache, prompt), len(prompt) - 1)  # the last token must be decoded for logits
+        keep = min(_shared(slot, request), len(prompt) - 1)  # the last token must be decoded for logits
         if request.prompt_logprobs or not request.reuse_prefix:
             keep = 0  # every prompt token's logits are needed, and cached ones have none
         if not self.ctx.seq_remove(slot.seq_id, keep, -1):
@@ -206,6 +210,8 @@ class Scheduler:
         slot.limit = room if request.max_tokens is None else min(room, request.max_tokens)
         slot.text = TextAssembler(request.stop)
         slot.last_used = next(self._clock)
+        slot.scope = request.scope
+        slot.first_token_at = None
         slot.scored_chunk = None
 
     def _step(self) -> None:
@@ -295,6 +301,8 @@ class Scheduler:
             self._finish(slot, reason="stop")
             return
         slot.generated += 1
+        if slot.first_token_at is None:
+            slot.first_token_at = time.monotonic()
         slot.cache.append(token)  # its KV is written when it is decoded next step
         text, stopped = slot.text.feed(self.model.token_to_piece(token))
         if text or logprobs:
@@ -330,7 +338,8 @@ class Scheduler:
         else:
             rest = slot.text.flush() if flush else ""
             final = [Delta(rest, 0)] if rest else []
-            final.append(Finished(reason, len(request.prompt), slot.generated, slot.cached_prompt))
+            first = None if slot.first_token_at is None else slot.first_token_at - request.submitted
+            final.append(Finished(reason, len(request.prompt), slot.generated, slot.cached_prompt, first))
             # The last sampled token has no KV yet; keep the cache in step with the KV cells.
             if slot.cache and len(slot.cache) > self.ctx.seq_pos_max(slot.seq_id) + 1:
                 slot.cache = slot.cache[: self.ctx.seq_pos_max(slot.seq_id) + 1]
@@ -341,6 +350,12 @@ class Scheduler:
         slot.last_used = next(self._clock)
         for event in final:
             request.events.put(event)
+
+
+def _shared(slot: _Slot, request: GenerationRequest) -> int:
+    """How much of the request's prompt the slot's cache holds; nothing across scopes (so one API
+    key cannot learn from cached_tokens what another sent)."""
+    return _common_prefix(slot.cache, request.prompt) if slot.scope == request.scope else 0
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
