@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,14 +43,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     def install_gallery_models() -> None:
         if not (settings.preload_models or settings.preload_models_config):
             return
-        from localai.gallery import GalleryError, preload
+        from localai.gallery import GalleryError, load_entries
 
+        log = logging.getLogger("localai")
         try:
-            for path in preload(settings.preload_models, settings.preload_models_config, settings.models_path):
-                logging.getLogger("localai").info("installed gallery model %s", path.name)
-        except GalleryError as exc:  # as LocalAI: report it and serve the models we have
-            logging.getLogger("localai").error("preloading models failed: %s", exc)
-        app.manager.reload_configs()
+            installed, failures = app.gallery.preload(load_entries(settings.preload_models,
+                                                                   settings.preload_models_config))
+        except GalleryError as exc:
+            installed, failures = [], [str(exc)]
+        for model in installed:
+            log.info("installed gallery model %s", model.name)
+        for failure in failures:  # as LocalAI: report it and serve the models we have
+            log.error("preloading a gallery model failed: %s", failure)
 
     return serve(app, settings, announce, start_up=lambda: app.start_up(before=install_gallery_models))
 
@@ -95,6 +100,62 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _gallery_service(args: argparse.Namespace):
+    from localai.gallery import GalleryService
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = settings_mod.Settings(models_path=args.models_path, **settings_mod.gallery_settings(args))
+    return GalleryService(settings)
+
+
+def cmd_models_available(args: argparse.Namespace) -> int:
+    for model in _gallery_service(args).available():
+        mark = "installed" if model.get("installed") else ""
+        print(f"{model['id']}\t{mark}\t{model.get('description', '')}".rstrip())
+    return 0
+
+
+def cmd_models_install(args: argparse.Namespace) -> int:
+    from localai.errors import LocalAIError
+
+    source = args.source
+    entry = {"url": source} if ("://" in source or source.startswith(("github:", "pypi:"))
+                                or Path(source).is_file()) else {"id": source}
+    if args.name:
+        entry["name"] = args.name
+    if args.overwrite:
+        entry["overwrite"] = True
+    args.models_path.mkdir(parents=True, exist_ok=True)
+    service = _gallery_service(args)
+    try:
+        installed, failures = service.preload([entry])
+    except LocalAIError as exc:
+        failures = [str(exc)]
+    finally:
+        service.close()
+    for failure in failures:
+        print(f"localai: {failure}", file=sys.stderr)
+    if failures:
+        return 1
+    print(f"installed {installed[0].name} ({', '.join(installed[0].files) or 'no files'})")
+    return 0
+
+
+def cmd_models_delete(args: argparse.Namespace) -> int:
+    from localai.errors import LocalAIError
+
+    service = _gallery_service(args)
+    try:
+        service.delete_now(args.name)
+    except LocalAIError as exc:
+        print(f"localai: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        service.close()
+    print(f"deleted {args.name}")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     if args.kind == "whisper":
         from localai.convert.whisper import main as convert
@@ -113,9 +174,26 @@ def main(argv: list[str] | None = None) -> int:
     info = sub.add_parser("info", help="native library versions, build flags and CPU features")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
-    models = sub.add_parser("models", help="list the models configured in a models folder")
-    models.add_argument("--models-path", type=Path, default=Path("models"))
+    models = sub.add_parser("models", help="list, install and delete models (no subcommand: list)")
+    models_path = argparse.ArgumentParser(add_help=False)
+    models_path.add_argument("--models-path", type=Path, default=Path(os.environ.get("MODELS_PATH", "models")),
+                             help="the models folder (env MODELS_PATH; default ./models)")
+    settings_mod.add_gallery_arguments(models_path)
+    models.add_argument("--models-path", type=Path, default=Path(os.environ.get("MODELS_PATH", "models")),
+                        help=argparse.SUPPRESS)
     models.set_defaults(func=cmd_models)
+    actions = models.add_subparsers(dest="action")
+    actions.add_parser("list", parents=[models_path], help="the configured models").set_defaults(func=cmd_models)
+    actions.add_parser("available", parents=[models_path],
+                       help="the galleries' models").set_defaults(func=cmd_models_available)
+    install = actions.add_parser("install", parents=[models_path], help="install a model from a gallery or a URL")
+    install.add_argument("source", help="gallery@name (e.g. localai@whisper-base), or a definition URL or file")
+    install.add_argument("--name", help="serve it under this name")
+    install.add_argument("--overwrite", action="store_true", help="replace existing files of other content")
+    install.set_defaults(func=cmd_models_install)
+    delete = actions.add_parser("delete", parents=[models_path], help="delete a model and the files only it uses")
+    delete.add_argument("name")
+    delete.set_defaults(func=cmd_models_delete)
     convert = sub.add_parser("convert", help="convert model weights to the formats the engines load")
     convert.add_argument("kind", choices=("whisper", "bert"),
                          help="whisper: CTranslate2 folder -> whisper.cpp ggml; bert: sentence-transformers -> GGUF")

@@ -127,6 +127,12 @@ class MethodNotAllowed(RequestError):
         self.allowed = allowed or []
 
 
+class Conflict(RequestError):
+    """The request conflicts with the state of the server (HTTP 409)."""
+
+    code = "conflict"
+
+
 class PayloadTooLarge(RequestError):
     """The body is larger than the server accepts (HTTP 413)."""
 

@@ -101,6 +101,18 @@ class ModelManager:
         """Load a model now (``--preload``) rather than on its first request."""
         self._engine(self.resolve(name))
 
+    def unload(self, name: str) -> bool:
+        """Close a loaded model (its requests in flight end with 503 model_unloaded); whether it was loaded."""
+        with self._lock:
+            engine = self._engines.pop(name, None)
+        if engine is None:
+            return False
+        log.info("unloading model %s", name)
+        close = getattr(engine, "close", None)
+        if close:
+            close()
+        return True
+
     def loaded_engine(self, name: str) -> Any | None:
         return self._engines.get(name)
 

@@ -58,6 +58,19 @@ class Settings:
     shutdown_grace: float = 10.0  # seconds in-flight requests get to finish after SIGTERM
     idle_timeout: float = 30.0  # seconds an idle or slow connection is kept open
     max_connections: int = 1000  # open connections at once
+    galleries: str | None = None  # LocalAI's GALLERIES: JSON list of {name, url}
+    allow_private_urls: bool = False  # gallery requests may fetch from loopback/private networks and files
+    gallery_workers: int = 2  # gallery jobs run at once
+    max_download_gb: float = 64.0  # largest file one gallery install may download
+
+    @property
+    def images_path(self) -> Path:
+        """Where generated images are written and served from."""
+        return Path(self.generated_images_path or Path(self.models_path) / "generated-images")
+
+    @property
+    def max_download_bytes(self) -> int:
+        return int(self.max_download_gb * 1e9)
 
     @property
     def upload_limit_bytes(self) -> int:
@@ -155,6 +168,24 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                         help="seconds an idle or slow connection stays open (env LOCALAI_IDLE_TIMEOUT; default 30)")
     parser.add_argument("--max-connections", type=int, default=int(env.get("LOCALAI_MAX_CONNECTIONS", "1000")),
                         help="open connections at once (env LOCALAI_MAX_CONNECTIONS; default 1000)")
+    add_gallery_arguments(parser, env)
+
+
+def add_gallery_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = None) -> None:
+    """The flags `localai run` and `localai models` share."""
+    env = os.environ if env is None else env
+    parser.add_argument("--galleries", default=env.get("GALLERIES"),
+                        help='model galleries, LocalAI\'s JSON list [{"name": ..., "url": ...}] (env GALLERIES); '
+                             "the built-in gallery `localai` is always there")
+    parser.add_argument("--allow-private-urls", action="store_true",
+                        default=_env_bool(env.get("ALLOW_PRIVATE_URLS")),
+                        help="let /models/apply fetch from loopback and private networks and read local files "
+                             "(env ALLOW_PRIVATE_URLS)")
+    parser.add_argument("--gallery-workers", type=int, default=int(env.get("LOCALAI_GALLERY_WORKERS", "2")),
+                        help="gallery jobs run at once (env LOCALAI_GALLERY_WORKERS; default 2)")
+    parser.add_argument("--max-download-size", type=float, default=float(env.get("LOCALAI_MAX_DOWNLOAD_SIZE", "64")),
+                        help="largest file a gallery install may download, in GB (env LOCALAI_MAX_DOWNLOAD_SIZE; "
+                             "default 64)")
 
 
 def from_arguments(args: argparse.Namespace) -> Settings:
@@ -187,4 +218,10 @@ def from_arguments(args: argparse.Namespace) -> Settings:
         shutdown_grace=max(0.0, args.shutdown_grace),
         idle_timeout=max(1.0, args.idle_timeout),
         max_connections=max(16, args.max_connections),
+        **gallery_settings(args),
     )
+
+
+def gallery_settings(args: argparse.Namespace) -> dict:
+    return {"galleries": args.galleries, "allow_private_urls": args.allow_private_urls,
+            "gallery_workers": max(1, args.gallery_workers), "max_download_gb": max(0.0, args.max_download_size)}

@@ -19,10 +19,12 @@ from werkzeug.wrappers import Response
 from localai.api.http import ApiRequest, Route, error_info, error_response
 from localai.api.metrics import Metrics
 from localai.api.security import Guard, presented_key
-from localai.api.routes import audio, chat, completions, edits, embeddings, images, models, monitor, service, tokenize
+from localai.api.routes import (audio, chat, completions, edits, embeddings, gallery, images, models, monitor, service,
+                                tokenize)
 from localai.config import ModelConfig
 from localai.errors import (InvalidRequest, LocalAIError, MethodNotAllowed, NotFound, TooManyRequests,
                             UnsupportedMediaType)
+from localai.gallery import GalleryService
 from localai.manager import ModelManager
 from localai.settings import Settings
 
@@ -47,6 +49,15 @@ ROUTES: tuple[Route, ...] = (
           summary="Generate images"),
     Route("/generated-images/<path:filename>", images.on_generated_image, ("GET",), v1=False,
           summary="A generated image"),
+    Route("/models/apply", gallery.on_apply, ("POST",), v1=False, schema="gallery_apply",
+          summary="Install a model from a gallery or a definition (LocalAI)"),
+    Route("/models/available", gallery.on_available, ("GET",), v1=False, summary="The galleries' models (LocalAI)"),
+    Route("/models/galleries", gallery.on_galleries, ("GET",), v1=False, summary="The galleries (LocalAI)"),
+    Route("/models/jobs", gallery.on_jobs, ("GET",), v1=False, summary="Gallery jobs by uuid (LocalAI)"),
+    Route("/models/jobs/<job_id>", gallery.on_job, ("GET",), v1=False, summary="A gallery job (LocalAI)"),
+    Route("/models/jobs/<job_id>/cancel", gallery.on_cancel, ("POST",), v1=False, summary="Cancel a gallery job"),
+    Route("/models/delete/<name>", gallery.on_delete, ("POST",), v1=False,
+          summary="Delete a model and the files only it uses (LocalAI)"),
     Route("/backend/monitor", monitor.on_monitor, ("GET", "POST"), v1=False, summary="Backend monitor (LocalAI)"),
     Route("/openapi.json", service.on_openapi, ("GET",), v1=False, summary="This API's OpenAPI document"),
     Route("/metrics", service.on_metrics, ("GET",), v1=False, summary="Prometheus metrics"),
@@ -72,6 +83,7 @@ class App:
         self.url_map = _url_map(ROUTES)
         self.guard = Guard(settings)
         self.metrics = Metrics(self.manager.loaded_engines)
+        self.gallery = GalleryService(settings, self.manager)
         self.ready = True  # False while the server's start-up work (preloading models) runs
         isolate = settings.isolate_prompt_cache
         self._isolate_cache = self.guard.keys.configured if isolate is None else isolate
@@ -199,6 +211,7 @@ class App:
             self.ready = True
 
     def close(self) -> None:
+        self.gallery.close()
         self.manager.close()
 
 

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 from localai import errors
 from localai.api.metrics import Metrics
 from localai.config import ModelConfig
+from localai.gallery import GalleryService
 from localai.manager import ModelManager
 from localai.settings import Settings
 
@@ -65,6 +66,7 @@ class Server(Protocol):
     metrics: Metrics
     routes: tuple[Route, ...]
     ready: bool
+    gallery: GalleryService
 
     def cache_scope(self, request: ApiRequest) -> str:
         """Whose prompt prefixes a request may reuse: its API key's when the cache is isolated."""
@@ -218,6 +220,7 @@ _CLIENT_STATUS: tuple[tuple[type[errors.RequestError], int], ...] = (
     (errors.ModelNotFound, 404),
     (errors.NotFound, 404),
     (errors.MethodNotAllowed, 405),
+    (errors.Conflict, 409),
     (errors.RequestTimedOut, 408),
     (errors.PayloadTooLarge, 413),
     (errors.UnsupportedMediaType, 415),

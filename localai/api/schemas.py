@@ -249,8 +249,39 @@ AUDIO = {
     },
 }
 
+# POST /models/apply: LocalAI's gallery request (the definition's own shape is checked by the installer).
+MAX_URI = 4096
+MAX_GALLERY_FILES = 256
+_SHA256 = {"type": "string", "maxLength": 64, "pattern": "^([0-9a-fA-F]{64})?$"}
+GALLERY_FILE = {
+    "type": "object",
+    "required": ["filename"],
+    "properties": {
+        "filename": _string(512, minLength=1),
+        "uri": _string(MAX_URI, minLength=1),
+        "sha256": _SHA256,
+        "parts": {"type": "array", "minItems": 1, "maxItems": 64, "items": {
+            "type": "object", "required": ["uri"],
+            "properties": {"uri": _string(MAX_URI, minLength=1), "sha256": _SHA256}}},
+    },
+}
+GALLERY_APPLY = {
+    "type": "object",
+    "properties": {
+        "id": _string(MAX_NAME, minLength=1),
+        "url": _string(MAX_URI, minLength=1),
+        "config_url": _string(MAX_URI, minLength=1),
+        "name": _string(128, minLength=1, pattern="^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+        "files": {"type": "array", "maxItems": MAX_GALLERY_FILES, "items": GALLERY_FILE},
+        "overrides": {"type": "object", "maxProperties": 256},
+        "config_file": {"type": ["object", "string"], "maxLength": MAX_TEXT, "maxProperties": 256},
+        "overwrite": {"type": "boolean"},
+        "description": _string(MAX_TEXT),
+    },
+}
+
 SCHEMAS: dict[str, dict] = {"chat": CHAT, "completion": COMPLETION, "edit": EDIT, "embeddings": EMBEDDINGS,
-                            "images": IMAGES, "tokenize": TOKENIZE, "audio": AUDIO}
+                            "images": IMAGES, "tokenize": TOKENIZE, "audio": AUDIO, "gallery_apply": GALLERY_APPLY}
 
 
 # ---- validation ---------------------------------------------------------------------------------

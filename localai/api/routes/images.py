@@ -42,7 +42,7 @@ _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
 def images_dir(app: Server) -> Path:
-    return Path(app.settings.generated_images_path or Path(app.settings.models_path) / "generated-images")
+    return app.settings.images_path
 
 
 def parse_size(value: Any) -> tuple[int, int]:
