@@ -6,7 +6,8 @@ import logging
 import threading
 from typing import Any, Literal, overload
 
-from localai.backends import BackendRegistry, default_registry
+from localai.backends import BackendRegistry, Shared, default_registry
+from localai.prompt_cache import PromptCache
 from localai.capabilities import Capability, Embedder, ImageGenerator, TextGenerator, Tokenizer, Transcriber
 from localai.config import ModelConfig, load_model_configs
 from localai.errors import CapabilityMissing, ModelNotFound
@@ -22,6 +23,7 @@ class ModelManager:
         self.configs, self.config_errors = load_model_configs(settings.models_path)
         for error in self.config_errors:
             log.error("skipping model config %s", error)
+        self.shared = Shared(prompt_cache=PromptCache(settings.cache_ram_bytes))
         self._engines: dict[str, Any] = {}
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -93,7 +95,7 @@ class ModelManager:
             engine = self._engines.get(config.name)
             if engine is None:
                 log.info("loading model %s (backend %s)", config.name, config.backend)
-                engine = self.registry.factory(config.backend)(config, self.settings)
+                engine = self.registry.factory(config.backend)(config, self.settings, self.shared)
                 self._engines[config.name] = engine
         return engine
 

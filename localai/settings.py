@@ -62,11 +62,17 @@ class Settings:
     allow_private_urls: bool = False  # gallery requests may fetch from loopback/private networks and files
     gallery_workers: int = 2  # gallery jobs run at once
     max_download_gb: float = 64.0  # largest file one gallery install may download
+    cache_ram_mb: float = 2048.0  # host-RAM prompt cache for all models together (0: off)
+    prompt_cache_dir: Path | None = None  # where the prompt cache is saved on shutdown and loaded at start
 
     @property
     def images_path(self) -> Path:
         """Where generated images are written and served from."""
         return Path(self.generated_images_path or Path(self.models_path) / "generated-images")
+
+    @property
+    def cache_ram_bytes(self) -> int:
+        return int(self.cache_ram_mb * 1024 * 1024)
 
     @property
     def max_download_bytes(self) -> int:
@@ -168,6 +174,13 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                         help="seconds an idle or slow connection stays open (env LOCALAI_IDLE_TIMEOUT; default 30)")
     parser.add_argument("--max-connections", type=int, default=int(env.get("LOCALAI_MAX_CONNECTIONS", "1000")),
                         help="open connections at once (env LOCALAI_MAX_CONNECTIONS; default 1000)")
+    parser.add_argument("--cache-ram", type=float, default=float(env.get("LOCALAI_CACHE_RAM", "2048")),
+                        help="MiB of host RAM for the prompt cache, all models together; 0 turns it off "
+                             "(env LOCALAI_CACHE_RAM; default 2048)")
+    parser.add_argument("--prompt-cache-dir", type=Path,
+                        default=Path(env["LOCALAI_PROMPT_CACHE_DIR"]) if env.get("LOCALAI_PROMPT_CACHE_DIR") else None,
+                        help="save the prompt cache here on shutdown and load it at start-up "
+                             "(env LOCALAI_PROMPT_CACHE_DIR)")
     add_gallery_arguments(parser, env)
 
 
@@ -218,6 +231,8 @@ def from_arguments(args: argparse.Namespace) -> Settings:
         shutdown_grace=max(0.0, args.shutdown_grace),
         idle_timeout=max(1.0, args.idle_timeout),
         max_connections=max(16, args.max_connections),
+        cache_ram_mb=max(0.0, args.cache_ram),
+        prompt_cache_dir=args.prompt_cache_dir,
         **gallery_settings(args),
     )
 

@@ -128,7 +128,7 @@ def fake_registry(engines: dict[str, FakeTextEngine]) -> BackendRegistry:
     """The real registry, plus ``backend: fake`` serving the given engines by model name."""
     registry = default_registry()
 
-    def load(config: Any, settings: Any) -> FakeTextEngine:
+    def load(config: Any, settings: Any, shared: Any = None) -> FakeTextEngine:
         return engines.setdefault(config.name, FakeTextEngine(config.name))
 
     registry.register("fake", load, {Capability.TEXT, Capability.TOKENIZE})

@@ -31,7 +31,6 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int = 1,
 
 
 def group_norm(x: np.ndarray, groups: int, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
-    c = x.shape[0]
     g = x.reshape(groups, -1)
     g = (g - g.mean(axis=1, keepdims=True)) / np.sqrt(g.var(axis=1, keepdims=True) + eps)
     return g.reshape(x.shape) * gamma[:, None, None] + beta[:, None, None]

@@ -12,6 +12,9 @@ Families (llama-server's names where it has one, so its dashboards work):
   requests that reused a cached prefix, and the prompt tokens they did not have to compute.
 - ``llamacpp:requests_processing{model}`` (busy slots) and ``llamacpp:requests_deferred{model}``
   (sequences waiting for one), ``localai_models_loaded``: read from the engines at scrape time.
+- The host-RAM prompt cache, per model, also at scrape time: ``localai_prompt_cache_bytes``,
+  ``localai_prompt_cache_cached_tokens``, ``localai_prompt_cache_limit_bytes`` (all models
+  together), ``localai_prompt_cache_restores_total`` and ``localai_prompt_cache_restored_tokens_total``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from localai.capabilities import Finished
@@ -38,6 +41,15 @@ class _EngineGauges:
         busy = GaugeMetricFamily("llamacpp:requests_processing", "Sequences being generated (busy slots)",
                                  labels=["model"])
         deferred = GaugeMetricFamily("llamacpp:requests_deferred", "Sequences waiting for a slot", labels=["model"])
+        cache_bytes = GaugeMetricFamily("localai_prompt_cache_bytes", "Bytes of KV held in the host prompt cache",
+                                        labels=["model"])
+        cache_tokens = GaugeMetricFamily("localai_prompt_cache_cached_tokens", "Tokens held in the host prompt cache",
+                                         labels=["model"])
+        restores = CounterMetricFamily("localai_prompt_cache_restores", "Prefixes restored from the host prompt cache",
+                                       labels=["model"])
+        restored = CounterMetricFamily("localai_prompt_cache_restored_tokens", "Prompt tokens restored from the "
+                                       "host prompt cache instead of computed", labels=["model"])
+        limit = None
         loaded = 0
         for name, engine in self.engines():
             loaded += 1
@@ -48,8 +60,19 @@ class _EngineGauges:
             if "active_sequences" in state:
                 busy.add_metric([name], state["active_sequences"])
                 deferred.add_metric([name], state.get("waiting", 0))
+            cache = state.get("prompt_cache")
+            if cache:
+                cache_bytes.add_metric([name], cache["bytes"])
+                cache_tokens.add_metric([name], cache["tokens"])
+                restores.add_metric([name], cache["restores"])
+                restored.add_metric([name], cache["restored_tokens"])
+                limit = cache["limit_bytes"]
         yield busy
         yield deferred
+        yield from (cache_bytes, cache_tokens, restores, restored)
+        if limit is not None:
+            yield GaugeMetricFamily("localai_prompt_cache_limit_bytes", "The host prompt cache's limit (--cache-ram)",
+                                    value=limit)
         yield GaugeMetricFamily("localai_models_loaded", "Models loaded in memory", value=loaded)
 
 

@@ -15,7 +15,14 @@ from typing import Any, Callable
 from localai.capabilities import Capability
 from localai.errors import ConfigError
 
-Factory = Callable[[Any, Any], Any]  # (ModelConfig, Settings) -> engine
+Factory = Callable[[Any, Any, "Shared"], Any]  # (ModelConfig, Settings, Shared) -> engine
+
+
+@dataclass
+class Shared:
+    """What the engines of one model manager share (the host-RAM prompt cache)."""
+
+    prompt_cache: Any = None
 
 
 @dataclass

@@ -132,7 +132,7 @@ class BertEngine:
                 job.done.set()
 
 
-def load(config, settings) -> BertEngine:
+def load(config, settings, shared: object = None) -> BertEngine:
     """Backend factory: a ``BertEngine`` for a model config (see ``localai.backends``)."""
     path = config.model_path(settings.models_path)
     if path is None:

@@ -139,5 +139,5 @@ class StableDiffusionEngine:
         self.pipeline.close()
 
 
-def load(config: ModelConfig, settings: Settings) -> StableDiffusionEngine:
+def load(config: ModelConfig, settings: Settings, shared: object = None) -> StableDiffusionEngine:
     return StableDiffusionEngine(config, settings)

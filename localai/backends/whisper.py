@@ -150,7 +150,7 @@ class WhisperEngine:
         self.model.close()  # frees every state of the model first
 
 
-def load(config: ModelConfig, settings: Settings) -> WhisperEngine:
+def load(config: ModelConfig, settings: Settings, shared: object = None) -> WhisperEngine:
     """The backend factory the registry calls for ``backend: whisper``."""
     path = config.model_path(settings.models_path)
     if path is None:

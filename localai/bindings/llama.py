@@ -285,17 +285,20 @@ class Context(NativeHandle):
     def memory_clear(self) -> None:
         _check(lib.localai_memory_clear(self._live()), "memory_clear")
 
-    def seq_state(self, seq_id: int) -> bytes:
-        """The KV cells of one sequence as bytes (what ``set_seq_state`` restores)."""
+    def seq_state(self, seq_id: int, scratch: np.ndarray | None = None) -> np.ndarray:
+        """The KV cells of one sequence in llama.cpp's sequence-state format, as a uint8 array
+        (what ``set_seq_state`` restores), written into ``scratch`` when it is large enough (a
+        reused buffer: fresh pages cost more to fault in than the copy itself)."""
         size = lib.localai_seq_state_size(self._live(), seq_id)
-        buf = ffi.new("uint8_t[]", max(size, 1))
-        written = lib.localai_seq_state_get(self._live(), seq_id, buf, size)
+        out = scratch if scratch is not None and scratch.size >= size else np.empty(max(size, 1), dtype=np.uint8)
+        written = lib.localai_seq_state_get(self._live(), seq_id, ffi.from_buffer("uint8_t[]", out), size)
         if written != size:
             raise NativeError(last_error() or f"could not save sequence {seq_id}")
-        return ffi.unpack(buf, written)
+        return out[:size]
 
-    def set_seq_state(self, seq_id: int, state: bytes) -> None:
-        if lib.localai_seq_state_set(self._live(), seq_id, state, len(state)) == 0:
+    def set_seq_state(self, seq_id: int, state: bytes | np.ndarray) -> None:
+        """Load a sequence state into ``seq_id`` (its cells are replaced)."""
+        if lib.localai_seq_state_set(self._live(), seq_id, ffi.from_buffer("uint8_t[]", state), len(state)) == 0:
             raise NativeError(last_error() or f"could not restore sequence {seq_id}")
 
 

@@ -209,7 +209,8 @@ def test_metrics_are_prometheus_text_and_move(secured):
     for name in ("localai_requests", "localai_request_duration_seconds", "localai_time_to_first_token_seconds",
                  "llamacpp:prompt_tokens", "llamacpp:tokens_predicted", "llamacpp:requests_processing",
                  "llamacpp:requests_deferred", "localai_models_loaded", "localai_prompt_cache_hits",
-                 "localai_prompt_cache_tokens"):
+                 "localai_prompt_cache_tokens", "localai_prompt_cache_bytes", "localai_prompt_cache_restores",
+                 "localai_prompt_cache_restored_tokens", "localai_prompt_cache_cached_tokens"):
         assert name in before, name
     body = {**CHAT, "max_tokens": 5, "messages": [{"role": "user", "content": "Count to three."}]}
     post(secured, "/v1/chat/completions", body, key)
@@ -223,6 +224,7 @@ def test_metrics_are_prometheus_text_and_move(secured):
     assert sample_value(after, "localai_time_to_first_token_seconds",
                         "localai_time_to_first_token_seconds_count", model=MODEL) >= 2
     assert sample_value(after, "localai_models_loaded", "localai_models_loaded") >= 1
+    assert sample_value(after, "localai_prompt_cache_limit_bytes", "localai_prompt_cache_limit_bytes") == 2048 << 20
 
 
 class _SlowGallery(http.server.BaseHTTPRequestHandler):

@@ -9,7 +9,11 @@ chain built in C. A bad request is refused whole, before any of it runs.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import logging
+import re
 import threading
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -21,7 +25,10 @@ from localai.backends.llama.text import fim_prompt
 from localai.bindings import llama as L
 from localai.capabilities import GenerationOptions, PromptInfo
 from localai.errors import ContextLengthExceeded, InvalidRequest, ModelUnloaded, TooManyRequests
+from localai.prompt_cache import ModelPromptCache, PromptCache, model_identity, parse_state
 from localai.sampling import SamplingParams
+
+log = logging.getLogger("localai.llama")
 
 # OpenAI's logit_bias: -100 bans a token, which llama.cpp spells -inf
 BAN_BIAS = -100.0
@@ -32,7 +39,8 @@ class LlamaEngine:
 
     def __init__(self, model_path: str, *, context_size: int | None = None, parallel: int = 4,
                  threads: int | None = None, batch_size: int = 512, use_mmap: bool = True,
-                 use_mlock: bool = False, name: str = "", max_queue: int = 64) -> None:
+                 use_mlock: bool = False, name: str = "", max_queue: int = 64,
+                 prompt_cache: PromptCache | None = None, prompt_cache_dir: Path | None = None) -> None:
         self.name = name or model_path
         self.max_queue = max_queue
         self.model = L.Model(model_path, use_mmap=use_mmap, use_mlock=use_mlock)
@@ -46,12 +54,59 @@ class LlamaEngine:
         except Exception:
             self.model.close()
             raise
+        self.prompt_cache_dir = Path(prompt_cache_dir) if prompt_cache_dir else None
+        self.host_cache = self._attach_cache(prompt_cache, model_path)
         self.scheduler = Scheduler(self.model, self.ctx, context_size=self.context_size, parallel=self.parallel,
-                                   name=self.name)
+                                   name=self.name, prompt_cache=self.host_cache,
+                                   save_on_close=self.host_cache is not None and self.prompt_cache_dir is not None)
         self._embedder: LlamaEmbedder | None = None
         self._lock = threading.Lock()  # embedder creation and close
         self._admission = threading.Lock()
         self._closed = False
+
+    # ---- the host-RAM prompt cache ----
+    def _attach_cache(self, cache: PromptCache | None, model_path: str) -> ModelPromptCache | None:
+        """This model's view of the shared prompt cache, when its KV can be cut at any position
+        and its sequence states are a layout we split (a one-token probe tells); else None."""
+        if cache is None or not cache.enabled:
+            return None
+        if self.model.n_swa > 0 or self.model.is_recurrent:
+            log.info("model %s: no host prompt cache (its %s memory cannot be restored by prefix)", self.name,
+                     "sliding-window" if self.model.n_swa > 0 else "recurrent")
+            return None
+        with L.Batch(1) as batch:
+            batch.add([max(self.model.bos, 0)], 0, 0, False)
+            self.ctx.decode(batch)
+        layout = getattr(parse_state(self.ctx.seq_state(0)), "layout", None)
+        self.ctx.seq_remove(0, -1, -1)
+        if layout is None:
+            log.info("model %s: no host prompt cache (a KV layout we do not split)", self.name)
+            return None
+        self._identity = model_identity(model_path)
+        self._cache_key = f"{self.name}@{self._identity}"
+        view = ModelPromptCache(cache, self._cache_key, layout)
+        if self.prompt_cache_dir is not None:
+            loaded = cache.load(self._cache_key, self._cache_file(), self._identity)
+            if loaded:
+                log.info("model %s: loaded %d cached prompt tokens from %s", self.name, loaded, self._cache_file())
+        return view
+
+    def _cache_file(self) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.name)[:80]
+        return self.prompt_cache_dir / f"{safe}-{hashlib.sha256(self.name.encode()).hexdigest()[:12]}.promptcache"
+
+    def _release_cache(self) -> None:
+        """On close: write this model's cache (with --prompt-cache-dir), then free its memory."""
+        if self.host_cache is None:
+            return
+        cache = self.host_cache.cache
+        if self.prompt_cache_dir is not None:
+            try:
+                written = cache.save(self._cache_key, self._cache_file(), self._identity)
+                log.info("model %s: saved %d cached prompt tokens to %s", self.name, written, self._cache_file())
+            except OSError as exc:
+                log.warning("model %s: could not save the prompt cache: %s", self.name, exc)
+        cache.drop(self._cache_key)
 
     # ---- what templating needs ----
     def prompt_info(self) -> PromptInfo:
@@ -199,5 +254,6 @@ class LlamaEngine:
         if self._embedder is not None:
             self._embedder.close()
         self.scheduler.close()
+        self._release_cache()
         self.ctx.close()
         self.model.close()
