@@ -83,6 +83,7 @@ class Finished:
     completion_tokens: int
     cached_tokens: int = 0
     first_token_seconds: float | None = None  # from the request reaching the engine to its first token
+    stop_sequence: str | None = None  # the stop string that ended it, if one did
 
 
 Event = Delta | Finished

@@ -62,6 +62,7 @@ class Settings:
     allow_private_urls: bool = False  # gallery requests may fetch from loopback/private networks and files
     gallery_workers: int = 2  # gallery jobs run at once
     max_download_gb: float = 64.0  # largest file one gallery install may download
+    responses_store_size: int = 1000  # stored Responses API responses (LRU); 0: none are kept
     cache_ram_mb: float = 2048.0  # host-RAM prompt cache for all models together (0: off)
     prompt_cache_dir: Path | None = None  # where the prompt cache is saved on shutdown and loaded at start
 
@@ -174,6 +175,10 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                         help="seconds an idle or slow connection stays open (env LOCALAI_IDLE_TIMEOUT; default 30)")
     parser.add_argument("--max-connections", type=int, default=int(env.get("LOCALAI_MAX_CONNECTIONS", "1000")),
                         help="open connections at once (env LOCALAI_MAX_CONNECTIONS; default 1000)")
+    parser.add_argument("--responses-store-size", type=int,
+                        default=int(env.get("LOCALAI_RESPONSES_STORE_SIZE", "1000")),
+                        help="stored responses of the Responses API kept (least recently used go first; 0: none; "
+                             "env LOCALAI_RESPONSES_STORE_SIZE; default 1000)")
     parser.add_argument("--cache-ram", type=float, default=float(env.get("LOCALAI_CACHE_RAM", "2048")),
                         help="MiB of host RAM for the prompt cache, all models together; 0 turns it off "
                              "(env LOCALAI_CACHE_RAM; default 2048)")
@@ -231,6 +236,7 @@ def from_arguments(args: argparse.Namespace) -> Settings:
         shutdown_grace=max(0.0, args.shutdown_grace),
         idle_timeout=max(1.0, args.idle_timeout),
         max_connections=max(16, args.max_connections),
+        responses_store_size=max(0, args.responses_store_size),
         cache_ram_mb=max(0.0, args.cache_ram),
         prompt_cache_dir=args.prompt_cache_dir,
         **gallery_settings(args),

@@ -16,11 +16,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from localai.api.http import ApiRequest, Route, error_info, error_response
+from localai.api.http import ApiRequest, Route, error_info, error_response, json_response
+from localai.api.response_store import ResponseStore
 from localai.api.metrics import Metrics
 from localai.api.security import Guard, presented_key
-from localai.api.routes import (audio, chat, completions, edits, embeddings, gallery, images, models, monitor, service,
-                                tokenize)
+from localai.api.routes import (anthropic, audio, chat, completions, edits, embeddings, gallery, images, models,
+                                monitor, responses, service, tokenize)
 from localai.config import ModelConfig
 from localai.errors import (InvalidRequest, LocalAIError, MethodNotAllowed, NotFound, TooManyRequests,
                             UnsupportedMediaType)
@@ -38,6 +39,18 @@ ROUTES: tuple[Route, ...] = (
     Route("/chat/completions", chat.on_chat, ("POST",), heavy=True, schema="chat", summary="Chat completion"),
     Route("/completions", completions.on_completions, ("POST",), heavy=True, schema="completion",
           summary="Text completion"),
+    Route("/responses", responses.on_create, ("POST",), heavy=True, schema="responses",
+          summary="Create a response (OpenAI's Responses API)"),
+    Route("/responses/input_tokens", responses.on_input_tokens, ("POST",), schema="responses",
+          summary="Count a response's input tokens"),
+    Route("/responses/<response_id>", responses.on_retrieve, ("GET",), summary="A stored response"),
+    Route("/responses/<response_id>", responses.on_delete, ("DELETE",), summary="Delete a stored response"),
+    Route("/responses/<response_id>/input_items", responses.on_input_items, ("GET",),
+          summary="A stored response's input items"),
+    Route("/messages", anthropic.on_messages, ("POST",), heavy=True, schema="messages", errors="anthropic",
+          summary="Create a message (Anthropic's Messages API)"),
+    Route("/messages/count_tokens", anthropic.on_count_tokens, ("POST",), schema="messages_count",
+          errors="anthropic", summary="Count a message's input tokens (Anthropic)"),
     Route("/edits", edits.on_edits, ("POST",), heavy=True, schema="edit", summary="Edit (LocalAI)"),
     Route("/embeddings", embeddings.on_embeddings, ("POST",), heavy=True, schema="embeddings",
           summary="Embeddings"),
@@ -84,6 +97,7 @@ class App:
         self.guard = Guard(settings)
         self.metrics = Metrics(self.manager.loaded_engines)
         self.gallery = GalleryService(settings, self.manager)
+        self.responses = ResponseStore(settings.responses_store_size)
         self.ready = True  # False while the server's start-up work (preloading models) runs
         isolate = settings.isolate_prompt_cache
         self._isolate_cache = self.guard.keys.configured if isolate is None else isolate
@@ -134,6 +148,7 @@ class App:
 
     # ---- WSGI ----
     def dispatch(self, request: ApiRequest) -> Response:
+        route: Route | None = None
         try:
             self.guard.check_source(request)
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
@@ -155,6 +170,8 @@ class App:
             info = error_info(exc)
             if info.status >= 500:
                 log.exception("error in %s %s", request.method, request.path)
+            if route is not None and route.errors == "anthropic":
+                return json_response(anthropic.error_body(info), status=info.status, headers=dict(info.headers))
             return error_response(info)
 
     def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 from localai import errors
 from localai.api.metrics import Metrics
 from localai.config import ModelConfig
+from localai.api.response_store import ResponseStore
 from localai.gallery import GalleryService
 from localai.manager import ModelManager
 from localai.settings import Settings
@@ -67,6 +68,7 @@ class Server(Protocol):
     routes: tuple[Route, ...]
     ready: bool
     gallery: GalleryService
+    responses: ResponseStore
 
     def cache_scope(self, request: ApiRequest) -> str:
         """Whose prompt prefixes a request may reuse: its API key's when the cache is isolated."""
@@ -92,6 +94,7 @@ class Route:
     heavy: bool = False  # runs a model: counted against the server's worker threads
     schema: str | None = None  # the name of its request body's schema in localai.api.schemas
     summary: str = ""
+    errors: str = "openai"  # the error body's shape: "openai", or "anthropic" on Anthropic's routes
 
     @property
     def paths(self) -> list[str]:

@@ -53,8 +53,8 @@ def openapi_document(routes: Iterable[Route], *, base_url: str = "") -> dict:
     paths: dict[str, dict] = {}
     for route in routes:
         for path in route.paths:
-            paths[_PARAMETER.sub(r"{\1}", path)] = {method.lower(): _operation(route, method, path)
-                                                    for method in route.methods}
+            operations = paths.setdefault(_PARAMETER.sub(r"{\1}", path), {})
+            operations.update({method.lower(): _operation(route, method, path) for method in route.methods})
     document = {
         "openapi": "3.1.0",
         "info": {"title": "localai", "version": __version__,

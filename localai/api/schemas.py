@@ -280,7 +280,109 @@ GALLERY_APPLY = {
     },
 }
 
-SCHEMAS: dict[str, dict] = {"chat": CHAT, "completion": COMPLETION, "edit": EDIT, "embeddings": EMBEDDINGS,
+# OpenAI's Responses API. Built-in tools, reasoning and the other fields this server cannot honour
+# pass the schema (they are OpenAI's) and are refused by name in localai.api.routes.responses.
+_responses_part = {"type": "object", "required": ["type"],
+                   "properties": {"type": _string(64), "text": _string(), "refusal": _string()}}
+_responses_item = {
+    "type": "object",
+    "properties": {
+        "type": _string(64), "id": _string(MAX_NAME), "role": _string(64),
+        "content": {"anyOf": [_string(), {"type": "array", "maxItems": MAX_PARTS, "items": _responses_part}]},
+        "call_id": _string(MAX_NAME), "name": _string(64), "arguments": _string(),
+        "output": {"anyOf": [_string(), {"type": "array", "maxItems": MAX_PARTS, "items": _responses_part}]},
+        "status": _string(64),
+    },
+}
+RESPONSES = {
+    "type": "object",
+    "required": ["input"],
+    "properties": {
+        "model": _nullable(_string(MAX_NAME)),
+        "input": {"anyOf": [_string(), {"type": "array", "maxItems": MAX_MESSAGES, "items": _responses_item}]},
+        "instructions": _nullable(_string()),
+        "tools": {"type": ["array", "null"], "maxItems": MAX_TOOLS, "items": {
+            "type": "object", "required": ["type"],
+            "properties": {"type": _string(64), "name": _string(64), "description": _string(16384),
+                           "parameters": {"type": ["object", "null"]}, "strict": {"type": ["boolean", "null"]}}}},
+        "tool_choice": {"anyOf": [{"enum": ["none", "auto", "required"]},
+                                  {"type": "object", "properties": {"type": _string(64), "name": _string(64)}},
+                                  {"type": "null"}]},
+        "parallel_tool_calls": {"type": ["boolean", "null"]},
+        "max_tool_calls": _nullable(_integer(1, MAX_TOOLS)),
+        "text": {"type": ["object", "null"], "properties": {
+            "format": {"type": ["object", "null"], "properties": {
+                "type": {"enum": ["text", "json_object", "json_schema"]}, "name": _string(64),
+                "description": _string(16384), "schema": {"type": ["object", "boolean"]},
+                "strict": {"type": ["boolean", "null"]}}},
+            "verbosity": {"enum": ["low", "medium", "high", None]}}},
+        "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
+        "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+        "seed": _nullable(_integer(-(1 << 63), (1 << 64) - 1)),
+        "max_output_tokens": _nullable(_integer(1, MAX_TOKENS)),
+        "stream": {"type": ["boolean", "null"]},
+        "stream_options": {"type": ["object", "null"]},
+        "store": {"type": ["boolean", "null"]},
+        "previous_response_id": _nullable(_string(MAX_NAME)),
+        "metadata": {"type": ["object", "null"], "maxProperties": 16,
+                     "propertyNames": {"maxLength": 64}, "additionalProperties": _string(512)},
+        "user": _nullable(_string(MAX_NAME)),
+        "background": {"type": ["boolean", "null"]},
+        "include": {"type": ["array", "null"], "maxItems": 16, "items": _string(128)},
+        "reasoning": {"type": ["object", "null"]},
+        "truncation": {"enum": ["auto", "disabled", None]},
+        "top_logprobs": _nullable(_integer(0, 20)),
+        "service_tier": _nullable(_string(64)),
+        "prompt_cache_key": _nullable(_string(MAX_NAME)),
+        "safety_identifier": _nullable(_string(MAX_NAME)),
+    },
+}
+
+# Anthropic's Messages API (its field names and bounds).
+_anthropic_block = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": _string(64), "text": _string(), "id": _string(MAX_NAME), "name": _string(64),
+        "input": {"type": "object"}, "tool_use_id": _string(MAX_NAME), "is_error": {"type": "boolean"},
+        "content": {"anyOf": [_string(), {"type": "array", "maxItems": MAX_PARTS,
+                                          "items": {"type": "object", "required": ["type"],
+                                                    "properties": {"type": _string(64), "text": _string()}}}]},
+    },
+}
+MESSAGES = {
+    "type": "object",
+    "required": ["model", "messages", "max_tokens"],
+    "properties": {
+        "model": _string(MAX_NAME),
+        "max_tokens": _integer(1, MAX_TOKENS),
+        "messages": {"type": "array", "minItems": 1, "maxItems": MAX_MESSAGES, "items": {
+            "type": "object", "required": ["role", "content"],
+            "properties": {"role": {"enum": ["user", "assistant"]},
+                           "content": {"anyOf": [_string(), {"type": "array", "maxItems": MAX_PARTS,
+                                                             "items": _anthropic_block}]}}}},
+        "system": {"anyOf": [_string(), {"type": "array", "maxItems": MAX_PARTS, "items": _anthropic_block}]},
+        "stop_sequences": {"type": "array", "maxItems": MAX_STOP, "items": _string(MAX_STOP_CHARS)},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_k": _integer(0, 1 << 20),
+        "stream": {"type": "boolean"},
+        "tools": {"type": "array", "maxItems": MAX_TOOLS, "items": {
+            "type": "object", "required": ["name"],
+            "properties": {"type": _string(64), "name": _string(64), "description": _string(16384),
+                           "input_schema": {"type": "object"}}}},
+        "tool_choice": {"type": "object", "required": ["type"], "properties": {
+            "type": {"enum": ["auto", "any", "tool", "none"]}, "name": _string(64),
+            "disable_parallel_tool_use": {"type": "boolean"}}},
+        "metadata": {"type": "object", "properties": {"user_id": _nullable(_string(MAX_NAME))}},
+        "thinking": {"type": "object"},
+        "service_tier": _string(64),
+    },
+}
+MESSAGES_COUNT = {**MESSAGES, "required": ["model", "messages"]}
+
+SCHEMAS: dict[str, dict] = {"chat": CHAT, "responses": RESPONSES, "messages": MESSAGES,
+                            "messages_count": MESSAGES_COUNT, "completion": COMPLETION, "edit": EDIT, "embeddings": EMBEDDINGS,
                             "images": IMAGES, "tokenize": TOKENIZE, "audio": AUDIO, "gallery_apply": GALLERY_APPLY}
 
 

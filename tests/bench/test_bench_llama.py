@@ -47,7 +47,8 @@ CEILING: dict[int, float] = {}  # sequences per step -> raw llama_decode tokens/
 def servers(chat_models_path, smollm_path):
     if not LLAMA_SERVER.exists():
         pytest.fail("build/bin/llama-server is missing: run `python3 build.py bench`")
-    ours = LiveServer(chat_models_path, "--threads", str(THREADS), "--parallel", str(PARALLEL))
+    ours = LiveServer(chat_models_path, "--threads", str(THREADS), "--parallel", str(PARALLEL),
+                      *os.environ.get("BENCH_LOCALAI_ARGS", "").split())  # e.g. "--cache-ram 0" for an A/B run
     upstream = UpstreamLlamaServer(LLAMA_SERVER, smollm_path, THREADS, "-np", str(PARALLEL), "-c", str(4096 * PARALLEL))
     yield {"localai": ours.port, "llama-server": upstream.port}
     ours.stop()

@@ -277,6 +277,7 @@ def test_idle_connections_cannot_lock_new_clients_out(limited):
 
 
 def test_a_non_streamed_generation_stops_when_its_client_leaves(busy):
+    post(busy, "/v1/chat/completions", {"model": MODEL, "messages": ASK, "max_tokens": 1})  # loaded, whatever ran first
     sock = socket.create_connection(("127.0.0.1", busy.port))
     body = json.dumps(long_body(max_tokens=1500)).encode()
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

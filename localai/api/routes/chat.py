@@ -8,13 +8,11 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from localai.api import schemas, tools
-from localai.api.generation import generation_options, postprocess, record, stream_events
+from localai.api import conversation, schemas, tools
+from localai.api.generation import record, stream_events
 from localai.api.http import ApiRequest, Server, client_gone, json_response, read_json, stream_response
-from localai.capabilities import Capability, Delta
+from localai.capabilities import Delta
 from localai.errors import InvalidRequest
-from localai.templates import choose_chat_template, render_chat_prompt
-from localai.templates.messages import defuse_control_tokens
 
 
 def _logprobs_content(event: Delta) -> list[dict]:
@@ -25,27 +23,13 @@ def _logprobs_content(event: Delta) -> list[dict]:
 
 def on_chat(app: Server, request: ApiRequest) -> Response:
     body = schemas.validate("chat", read_json(request))
-    plan = tools.plan_tools(body)
-    grammar = tools.tool_grammar(plan) or tools.response_format_grammar(body)
-    config = app.resolve_model(request, body.get("model"))
-    engine = app.manager.engine_for(config, Capability.TEXT)
-    info = engine.prompt_info()
-    template = choose_chat_template(config.template, info.chat_template)
-    # the client's text cannot carry control tokens: only the template's own text may
-    messages = defuse_control_tokens(tools.prepare_messages(body["messages"], plan, template.knows_tools),
-                                     info.control_texts)
-    prompt = render_chat_prompt(
-        messages, model_template=info.chat_template, config_template=config.template,
-        roles=config.roles, system_prompt=config.system_prompt, bos_token=info.bos_text, eos_token=info.eos_text,
-        tools=defuse_control_tokens(plan.tools, info.control_texts) if plan.active and template.knows_tools
-        else None)
     logprobs = None
     if body.get("logprobs"):
         logprobs = int(body.get("top_logprobs") or 0)
     elif body.get("top_logprobs"):
         raise InvalidRequest("top_logprobs requires logprobs to be true.", param="top_logprobs")
-    options = generation_options(app, request, body, config, grammar=grammar, logprobs=logprobs)
-    generation = engine.generate([prompt], options, n=int(body.get("n") or 1))
+    turn = conversation.start(app, request, body, logprobs=logprobs)
+    config, plan, generation = turn.config, turn.plan, turn.generation
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
@@ -58,10 +42,10 @@ def on_chat(app: Server, request: ApiRequest) -> Response:
     deltas, finished = generation.collect(abandoned=client_gone(request))
     choices = []
     for i in range(generation.choices):
-        text = postprocess("".join(e.text for e in deltas[i]), config)
-        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        said = conversation.answer(turn, "".join(e.text for e in deltas[i]))
+        message: dict[str, Any] = {"role": "assistant", "content": said.text, "refusal": None}
         reason = finished[i].reason
-        calls = tools.parse_tool_calls(text, plan) if plan.active else None
+        calls = said.calls
         if calls and plan.legacy:
             message.update(content=None, function_call=calls[0]["function"])
             reason = "function_call"
@@ -88,8 +72,7 @@ class _ChunkChoices:
     def __init__(self, plan: tools.ToolPlan) -> None:
         self.plan = plan
         self.sent_role: set[int] = set()
-        self.pending: dict[int, list[str]] = {}
-        self.plain_text: set[int] = set()
+        self.splitters: dict[int, conversation.StreamSplitter] = {}
 
     def __call__(self, index: int, event: Delta | None, finish: str | None) -> list[dict]:
         def choice(delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> dict:
@@ -99,40 +82,26 @@ class _ChunkChoices:
         if index not in self.sent_role:
             self.sent_role.add(index)
             choices.append(choice({"role": "assistant", "content": "", "refusal": None}))
-        plan = self.plan
-        if plan.active:
-            held = self.pending.setdefault(index, [])
-            if event is not None and index not in self.plain_text:
-                held.append(event.text)
-                start = "".join(held).lstrip()[:1]
-                if start in ("{", "[", ""):
-                    return choices
-                self.plain_text.add(index)  # ordinary text: release what was held, stream the rest
-                event = Delta("".join(held), event.n_tokens, event.logprobs)
-                held.clear()
-            if event is None and held:
-                text = "".join(held)
-                calls = tools.parse_tool_calls(text, plan)
-                if calls is None:
-                    choices.append(choice({"content": text}))
-                else:
-                    for i, call in enumerate(calls):
-                        fn = call["function"]
-                        if plan.legacy:
-                            choices.append(choice({"function_call": {"name": fn["name"], "arguments": ""}}))
-                            choices.append(choice({"function_call": {"arguments": fn["arguments"]}}))
-                            continue
-                        choices.append(choice({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                                             "function": {"name": fn["name"], "arguments": ""}}]}))
-                        choices.append(choice({"tool_calls": [{"index": i,
-                                                             "function": {"arguments": fn["arguments"]}}]}))
-                    finish = "function_call" if plan.legacy else "tool_calls"
-                choices.append(choice({}, finish))
-                return choices
+        splitter = self.splitters.setdefault(index, conversation.StreamSplitter(self.plan))
         if event is not None:
+            text = splitter.feed(event.text)
             logprobs = {"content": _logprobs_content(event)} if event.logprobs else None
-            if event.text or logprobs:
-                choices.append(choice({"content": event.text}, logprobs=logprobs))
-        else:
-            choices.append(choice({}, finish))
+            if text or (logprobs and splitter.plain):
+                choices.append(choice({"content": text}, logprobs=logprobs))
+            return choices
+        text, calls = splitter.finish()
+        if text:
+            choices.append(choice({"content": text}))
+        for i, call in enumerate(calls or []):
+            fn = call["function"]
+            if self.plan.legacy:
+                choices.append(choice({"function_call": {"name": fn["name"], "arguments": ""}}))
+                choices.append(choice({"function_call": {"arguments": fn["arguments"]}}))
+                continue
+            choices.append(choice({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                                 "function": {"name": fn["name"], "arguments": ""}}]}))
+            choices.append(choice({"tool_calls": [{"index": i, "function": {"arguments": fn["arguments"]}}]}))
+        if calls:
+            finish = "function_call" if self.plan.legacy else "tool_calls"
+        choices.append(choice({}, finish))
         return choices

@@ -412,7 +412,8 @@ class Scheduler:
             rest = slot.text.flush() if flush else ""
             final = [Delta(rest, 0)] if rest else []
             first = None if slot.first_token_at is None else slot.first_token_at - request.submitted
-            final.append(Finished(reason, len(request.prompt), slot.generated, slot.cached_prompt, first))
+            final.append(Finished(reason, len(request.prompt), slot.generated, slot.cached_prompt, first,
+                                  slot.text.matched if slot.text is not None else None))
             # The last sampled token has no KV yet; keep the cache in step with the KV cells.
             if slot.cache and len(slot.cache) > self.ctx.seq_pos_max(slot.seq_id) + 1:
                 slot.cache = slot.cache[: self.ctx.seq_pos_max(slot.seq_id) + 1]

@@ -19,6 +19,7 @@ class TextAssembler:
         self.stop = [s for s in stop if s]
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.held = ""
+        self.matched: str | None = None  # the stop string found, once one is
 
     def feed(self, piece: bytes) -> tuple[str, bool]:
         """(text safe to emit now, whether a stop string was reached)."""
@@ -26,8 +27,9 @@ class TextAssembler:
         if not self.stop:
             self.held = ""
             return text, False
-        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self.stop if (i := text.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found, key=lambda f: f[0])
             self.held = ""
             return text[:cut], True
         keep = self._partial_stop_len(text)
