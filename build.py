@@ -8,6 +8,8 @@
                                              (ARGS go to pytest, e.g. -k chat -x)
     python3 build.py [FLAGS] bench [ARGS]    also build the upstream tools (llama-server, whisper-cli)
                                              and run the side-by-side benchmarks in tests/bench
+    python3 build.py [FLAGS] image           build the container image (Containerfile) with podman or
+                                             docker; --tag NAME, --base IMAGE, and the CPU/SD flags
 
 Flags (before the subcommand):
     --stablediffusion      build the image backend (also BUILD_TAGS / GO_TAGS containing "stablediffusion")
@@ -19,7 +21,8 @@ Flags (before the subcommand):
     --clean                remove the build folder and compiled bindings first
 
 Environment: CMAKE_ARGS (extra cmake -D options), CMAKE_BUILD_PARALLEL_LEVEL, LOCALAI_CACHE (download
-cache, default ~/.cache/localai), BUILD_TAGS / GO_TAGS.
+cache, default ~/.cache/localai), BUILD_TAGS / GO_TAGS, LOCALAI_EXTRAS (the package extras .venv gets;
+default "test"), CONTAINER_ENGINE (podman or docker, for `image`).
 
 The first build creates .venv (ignored) with the package installed editable, so `.venv/bin/localai` exists
 afterwards. Compiler output goes to build/build.log; an unchanged rebuild is a no-op.
@@ -64,9 +67,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--clean", action="store_true")
-    parser.add_argument("command", nargs="?", choices=("build", "run", "test", "bench"), default="build")
+    parser.add_argument("--tag", default="localhost/localai:latest", help="image: the tag to build")
+    parser.add_argument("--base", default=None, help="image: the base image (default debian:bookworm-slim)")
+    parser.add_argument("command", nargs="?", choices=("build", "run", "test", "bench", "image"), default="build")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if args.command == "image" and args.rest:  # `build.py image --tag X --stablediffusion`: flags after it too
+        args = parser.parse_args([*argv[:len(argv) - len(args.rest) - 1], *args.rest, "image"])
     if args.stablediffusion is None:
         args.stablediffusion = build_tags_want_sd(os.environ)
     args.cpu_features = parse_cpu_features(args.cpu_features)
@@ -120,7 +127,8 @@ def venv_python() -> Path:
 def ensure_venv() -> None:
     """Create .venv and install the package (editable) with its dependencies when they changed."""
     stamp = VENV / ".localai-deps"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    extras = os.environ.get("LOCALAI_EXTRAS", "test")  # "" in the image's build stage: no test tools
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
     if stamp.exists() and stamp.read_text().strip() == wanted and venv_python().exists():
         return
     if not venv_python().exists():
@@ -130,7 +138,7 @@ def ensure_venv() -> None:
     print("installing localai and its dependencies into .venv ...", flush=True)
     pip = [str(venv_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     run(pip + ["setuptools>=61", "wheel"], "installing setuptools")
-    run(pip + ["--no-build-isolation", "-e", f"{ROOT}[test]"], "installing the package")
+    run(pip + ["--no-build-isolation", "-e", f"{ROOT}[{extras}]" if extras else str(ROOT)], "installing the package")
     stamp.write_text(wanted + "\n")
 
 
@@ -247,6 +255,15 @@ def clean() -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.command == "image":  # needs only podman or docker: no venv, no native build here
+        sys.path.insert(0, str(ROOT / "container"))
+        from image import build_image
+
+        try:
+            return build_image(args)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            print(f"\nbuild.py: {exc}", file=sys.stderr)
+            return 1
     try:
         if Path(sys.prefix).resolve() != VENV.resolve():
             # Outside the venv: check the machine, make the venv, then continue inside it

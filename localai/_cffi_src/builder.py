@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,7 +108,7 @@ def compile_module(spec: ModuleType, out_dir: Path, lib_dir: Path, tmp_dir: Path
     built = Path(ffi.compile(tmpdir=str(tmp_dir), verbose=False, debug=debug))
     for old in out_dir.glob(f"{spec.MODULE}.*.so"):
         old.unlink()
-    built.replace(out_dir / built.name)
+    shutil.move(built, out_dir / built.name)  # the build folder may be another filesystem (a cache mount)
     stamp.write_text(key + "\n")
     return True
 
