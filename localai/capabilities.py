@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -206,7 +206,28 @@ class Transcript:
         return [w for s in self.segments for w in s.words]
 
 
+class TranscriptionRun(Protocol):
+    """A transcription under way. ``abandoned`` is polled while it runs (the client went away:
+    cancel); past ``deadline`` (time.monotonic()) it stops with RequestTimedOut."""
+
+    def segments(self, *, abandoned: Callable[[], bool] | None = None,
+                 deadline: float | None = None) -> Iterator[Segment]:
+        """Each segment as soon as it is final."""
+        ...
+
+    def result(self, *, abandoned: Callable[[], bool] | None = None,
+               deadline: float | None = None) -> Transcript: ...
+
+    def cancel(self) -> None: ...
+
+
+# 16 kHz mono float32: all of it, or blocks of it (decoded while the transcription runs).
+AudioInput = Union[np.ndarray, Iterable[np.ndarray]]
+
+
 class Transcriber(Protocol):
+    default_temperature: float  # the first decoding temperature when a request sets none
+
     def language(self, requested: str | None) -> str | None:
         """The ISO 639-1 code of a requested language, None for detection; 400 if unsupported."""
         ...
@@ -217,11 +238,14 @@ class Transcriber(Protocol):
         """400 unless this model can translate."""
         ...
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None = None, translate: bool = False,
-                   prompt: str | None = None, temperature: float = 0.0, word_timestamps: bool = False,
+    def start(self, audio: AudioInput, *, language: str | None = None, translate: bool = False,
+              prompt: str | None = None, temperature: float | None = None,
+              word_timestamps: bool = False) -> TranscriptionRun: ...
+
+    def transcribe(self, audio: AudioInput, *, language: str | None = None, translate: bool = False,
+                   prompt: str | None = None, temperature: float | None = None, word_timestamps: bool = False,
                    abandoned: Callable[[], bool] | None = None, deadline: float | None = None) -> Transcript:
-        """``abandoned`` is polled while it runs (the client went away: cancel); past ``deadline``
-        (time.monotonic()) it stops with RequestTimedOut."""
+        """``start`` and wait for the result."""
         ...
 
 

@@ -67,6 +67,18 @@ class TemplateConfig:
     use_tokenizer_template: bool = False
 
 
+@dataclass(frozen=True)
+class TranscriptionConfig:
+    """How the whisper backend decodes (top-level YAML keys); None: whisper-cli's default."""
+
+    beam_size: int | None = None  # 1: greedy
+    best_of: int | None = None
+    temperature_increment: float | None = None  # 0: no fallback on failed windows
+    entropy_threshold: float | None = None  # whisper.cpp's stand-in for the compression-ratio threshold
+    logprob_threshold: float | None = None
+    no_speech_threshold: float | None = None
+
+
 @dataclass
 class ModelConfig:
     name: str
@@ -86,6 +98,7 @@ class ModelConfig:
     parallel: int | None = None
     asset_dir: str | None = None
     description: str | None = None
+    transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
     source: Path | None = None
     # Keys we do not interpret. Unknown keys of the `parameters:` and `template:` blocks are
     # kept here too, under extra["parameters"] / extra["template"].
@@ -161,6 +174,12 @@ def _validator() -> jsonschema.protocols.Validator:
             "parallel": count,
             "asset_dir": string,
             "description": string,
+            "beam_size": {"type": ["integer", "null"], "minimum": 1, "maximum": 16},
+            "best_of": {"type": ["integer", "null"], "minimum": 1, "maximum": 16},
+            "temperature_increment": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "entropy_threshold": number,
+            "logprob_threshold": number,
+            "no_speech_threshold": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         },
     }
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -236,11 +255,15 @@ def _known(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
 
 
+_TRANSCRIPTION_KEYS = {f.name: f.type for f in fields(TranscriptionConfig)}
+
+
 def _build(data: dict, source: Path | None) -> ModelConfig:
     params_raw = data.get("parameters") or {}
     template_raw = data.get("template") or {}
     extra: dict[str, Any] = {
-        k: v for k, v in data.items() if k not in _known(ModelConfig) or k in ("source", "extra")
+        k: v for k, v in data.items()
+        if (k not in _known(ModelConfig) and k not in _TRANSCRIPTION_KEYS) or k in ("source", "extra", "transcription")
     }
     param_keys = _known(Parameters)
     template_keys = _known(TemplateConfig)
@@ -289,6 +312,9 @@ def _build(data: dict, source: Path | None) -> ModelConfig:
         parallel=count("parallel"),
         asset_dir=data.get("asset_dir"),
         description=data.get("description"),
+        transcription=TranscriptionConfig(**{
+            k: None if data.get(k) is None else (int if kind.startswith("int") else float)(data[k])
+            for k, kind in _TRANSCRIPTION_KEYS.items()}),
         source=source,
         extra=extra,
     )

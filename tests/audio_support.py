@@ -10,6 +10,12 @@ JFK_WAV = ROOT / "native/whisper.cpp/upstream/samples/jfk.wav"
 JFK_TEXT = ("And so my fellow Americans, ask not what your country can do for you, "
             "ask what you can do for your country.")
 MAX_WER = 0.10
+# Made with espeak-ng (tests/data/README.md): synthetic speech whisper tiny.en finds hard.
+FOX_FLAC = ROOT / "tests/data/speech-en.flac"
+FOX_TEXT = "The quick brown fox jumps over the lazy dog near the river bank."
+SPEECH_ES = ROOT / "tests/data/speech-es.flac"
+SPEECH_ES_TEXT = "Buenos días. El perro juega en el jardín y hoy hace muy buen tiempo."
+SPEECH_ES_ENGLISH = "Good morning. The dog plays in the garden and the weather is very good today."
 
 
 def normalized_words(text: str) -> list[str]:

@@ -14,4 +14,7 @@ INCLUDES = """
 
 CUSTOMIZATIONS = ""
 
-EXTRA_CDEF = ""
+# The segment callback is a Python function (extern "Python": no per-call ffi.callback objects).
+EXTRA_CDEF = '''
+extern "Python" void localai_whisper_py_segments(void * user, int32_t n_new);
+'''

@@ -233,7 +233,7 @@ TOKENIZE = {
 }
 
 # The audio routes read multipart forms: every field arrives as text (file: the upload itself).
-AUDIO_RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+AUDIO_RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "lrc")
 AUDIO = {
     "type": "object",
     "required": ["file"],
@@ -245,6 +245,7 @@ AUDIO = {
         "prompt": _string(4096, description="text to continue from (at most 224 tokens)"),
         "response_format": {"enum": list(AUDIO_RESPONSE_FORMATS)},
         "temperature": _string(32, description="a number from 0 to 1"),
+        "stream": _string(8, description="true: transcript events as server-sent events (transcriptions)"),
         "timestamp_granularities[]": {"type": "array", "maxItems": 2, "items": {"enum": ["word", "segment"]}},
     },
 }

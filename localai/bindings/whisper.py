@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -87,10 +87,11 @@ def language_id(code: str) -> int:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How whisper decodes; the defaults are whisper.cpp's (its fallback on failed windows included)."""
+    """How whisper decodes; the defaults are whisper-cli's: a 5-beam search, and on a failed window
+    (entropy or log-probability threshold) a retry at a higher temperature."""
 
-    beam_size: int = 0  # > 1: beam search of that width; else greedy
-    best_of: int = 5  # greedy: candidates per fallback temperature
+    beam_size: int = 5  # > 1: beam search of that width; 1: greedy (faster, less accurate)
+    best_of: int = 5  # candidates sampled per fallback temperature
     temperature: float = 0.0
     temperature_increment: float = 0.2  # 0: no fallback
     entropy_threshold: float = 2.4  # whisper.cpp's stand-in for the compression-ratio threshold
@@ -120,8 +121,6 @@ class WhisperModel(NativeHandle):
         self.token_eot = info.token_eot
         self.token_beg = info.token_beg
         self._states: list[WhisperState] = []  # closed before the model
-        self._default_state: WhisperState | None = None
-        self._default_lock = threading.Lock()
 
     def close(self) -> None:
         for state in list(getattr(self, "_states", ())):  # the states first: they use the model
@@ -147,19 +146,26 @@ class WhisperModel(NativeHandle):
     def transcribe(self, audio: np.ndarray, *, state: "WhisperState | None" = None, **options) -> Transcript:
         """Transcribe 16 kHz mono float32 audio (``WhisperState.transcribe``'s options).
 
-        ``state``: the decoding state to use; without one, the model's own default state is
-        used, one call at a time.
+        ``state``: the decoding state to use; without one, a fresh state made for this call
+        (a reused state remembers earlier runs: see ``WhisperState``).
         """
         if state is not None:
             return state.transcribe(audio, **options)
-        with self._default_lock:
-            if self._default_state is None or self._default_state.closed:
-                self._default_state = self.new_state()
-            return self._default_state.transcribe(audio, **options)
+        fresh = self.new_state()
+        try:
+            return fresh.transcribe(audio, **options)
+        finally:
+            fresh.close()
 
 
 class WhisperState(NativeHandle):
-    """One decoding state of a model: run one transcription at a time on it."""
+    """One decoding state of a model: run one transcription at a time on it.
+
+    A state is not stateless between runs: whisper.cpp seeds its first decoder's sampler once,
+    when the state is made, and a beam search on a reused state can pick other words than on
+    a fresh one (seen on tiny.en: "brown fox" after earlier runs, "round fox" fresh, as
+    whisper-cli, which makes one state per run, prints). For results that depend only on the
+    request, transcribe on a fresh state."""
 
     _free = staticmethod(lib.localai_whisper_state_free)
 
@@ -179,10 +185,13 @@ class WhisperState(NativeHandle):
 
     def transcribe(self, audio: np.ndarray, *, n_threads: int = 0, language: str | None = None,
                    translate: bool = False, prompt: str | None = None, word_timestamps: bool = False,
-                   decoding: DecodeOptions = DecodeOptions(), cancel=None) -> Transcript:
+                   decoding: DecodeOptions = DecodeOptions(), cancel=None,
+                   on_segments: Callable[[list[Segment]], None] | None = None) -> Transcript:
         """``language`` None or "auto": English for English-only models, detected otherwise.
         ``cancel``: an ``int32_t *`` from ``cancel_flag()``; setting it to 1 stops the run
-        (``Cancelled``)."""
+        (``Cancelled``). ``on_segments``: called on this thread with each batch of segments as
+        soon as whisper.cpp has finished them (an exception it raises cancels the run and is
+        raised here)."""
         model = self.model
         samples = np.ascontiguousarray(audio, dtype=np.float32)
         if samples.ndim != 1:
@@ -209,42 +218,90 @@ class WhisperState(NativeHandle):
         options.entropy_thold = decoding.entropy_threshold
         options.logprob_thold = decoding.logprob_threshold
         options.no_speech_thold = decoding.no_speech_threshold
+        if cancel is None and on_segments is not None:
+            cancel = cancel_flag()  # a failing callback stops the run through it
         if cancel is not None:
             options.cancel = cancel
-        _check(lib.localai_whisper_transcribe(model._live(), self._live(), options,
-                                              ffi.from_buffer("float[]", samples), len(samples)), "transcription")
+        sink = None
+        if on_segments is not None:
+            sink = _SegmentSink(self, on_segments, word_timestamps, cancel)
+            handle = ffi.new_handle(sink)
+            keep.append(handle)
+            options.on_segments = lib.localai_whisper_py_segments
+            options.on_segments_user = handle
+        try:
+            _check(lib.localai_whisper_transcribe(model._live(), self._live(), options,
+                                                  ffi.from_buffer("float[]", samples), len(samples)),
+                   "transcription")
+        except Cancelled:
+            if sink is not None and sink.error is not None:
+                raise sink.error from None
+            raise
         return self._results(word_timestamps, language)
 
-    def _results(self, word_timestamps: bool, language: str | None) -> Transcript:
+    def _segment(self, i: int, seek: int, word_timestamps: bool) -> Segment:
+        """Segment ``i`` of the last transcription; ``seek``: the previous segment's window."""
         ctx, state = self.model._live(), self._live()
         eot, beg = self.model.token_eot, self.model.token_beg
-        lang_id = lib.localai_whisper_lang_id(state)
         segment, data = ffi.new("struct localai_whisper_segment *"), ffi.new("struct localai_whisper_token *")
+        _check(lib.localai_whisper_segment(state, i, segment), "segment")
+        t0 = segment.t0
+        seg = Segment(start=t0 / 100.0, end=segment.t1 / 100.0, text=_string(segment.text) or "",
+                      no_speech_prob=segment.no_speech_prob)
+        for j in range(segment.n_tokens):
+            _check(lib.localai_whisper_token(ctx, state, i, j, data), "token")
+            is_timestamp = data.id >= beg
+            if data.id >= eot and not is_timestamp:
+                continue  # <|startoftranscript|>, language, task and other control tokens
+            if is_timestamp and not seg.tokens:
+                # The first segment of a window opens with a timestamp token relative to
+                # the window: t0 = seek + 2 * (token - beg) in 10 ms frames.
+                seek = max(0, t0 - 2 * (data.id - beg))
+            piece = ffi.string(data.text) if data.text != ffi.NULL else b""
+            seg.tokens.append(Token(id=data.id, text=piece, logprob=data.plog, probability=data.p,
+                                    start=data.t0 / 100.0, end=data.t1 / 100.0, is_timestamp=is_timestamp))
+        seg.seek = seek
+        if word_timestamps:
+            seg.words = _words(seg.tokens)
+        return seg
+
+    def _results(self, word_timestamps: bool, language: str | None) -> Transcript:
+        state = self._live()
+        lang_id = lib.localai_whisper_lang_id(state)
         segments: list[Segment] = []
-        seek = 0
         for i in range(_check(lib.localai_whisper_n_segments(state), "segments")):
-            _check(lib.localai_whisper_segment(state, i, segment), "segment")
-            t0 = segment.t0
-            seg = Segment(start=t0 / 100.0, end=segment.t1 / 100.0, text=_string(segment.text) or "",
-                          no_speech_prob=segment.no_speech_prob)
-            for j in range(segment.n_tokens):
-                _check(lib.localai_whisper_token(ctx, state, i, j, data), "token")
-                is_timestamp = data.id >= beg
-                if data.id >= eot and not is_timestamp:
-                    continue  # <|startoftranscript|>, language, task and other control tokens
-                if is_timestamp and not seg.tokens:
-                    # The first segment of a window opens with a timestamp token relative to
-                    # the window: t0 = seek + 2 * (token - beg) in 10 ms frames.
-                    seek = max(0, t0 - 2 * (data.id - beg))
-                piece = ffi.string(data.text) if data.text != ffi.NULL else b""
-                seg.tokens.append(Token(id=data.id, text=piece, logprob=data.plog, probability=data.p,
-                                        start=data.t0 / 100.0, end=data.t1 / 100.0, is_timestamp=is_timestamp))
-            seg.seek = seek
-            if word_timestamps:
-                seg.words = _words(seg.tokens)
-            segments.append(seg)
+            segments.append(self._segment(i, segments[-1].seek if segments else 0, word_timestamps))
         code = language_code(lang_id) if lang_id >= 0 else None
         return Transcript(language=code or language, segments=segments)
+
+
+class _SegmentSink:
+    """What the native segment callback reaches: reads the new segments, hands them on."""
+
+    def __init__(self, state: WhisperState, deliver: Callable[[list[Segment]], None], word_timestamps: bool,
+                 cancel) -> None:
+        self.state, self.deliver, self.word_timestamps, self.cancel = state, deliver, word_timestamps, cancel
+        self.seek = 0
+        self.error: BaseException | None = None
+
+    def __call__(self, n_new: int) -> None:
+        if self.error is not None:
+            return
+        try:
+            total = _check(lib.localai_whisper_n_segments(self.state._live()), "segments")
+            batch = []
+            for i in range(max(0, total - n_new), total):
+                batch.append(self.state._segment(i, self.seek, self.word_timestamps))
+                self.seek = batch[-1].seek
+            self.deliver(batch)
+        except BaseException as exc:  # never into the C frames: stop the run and raise it there
+            self.error = exc
+            self.cancel[0] = 1
+
+
+@ffi.def_extern()
+def localai_whisper_py_segments(user, n_new):
+    ffi.from_handle(user)(n_new)
 
 
 def cancel_flag():

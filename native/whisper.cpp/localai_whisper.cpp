@@ -52,6 +52,12 @@ bool cancel_requested(void * user_data) {
     return flag != nullptr && *flag != 0;
 }
 
+// whisper.cpp's new-segment hook, forwarded to the caller's plain C callback.
+void forward_new_segments(whisper_context *, whisper_state *, int n_new, void * user_data) {
+    const auto * o = static_cast<const localai_whisper_options *>(user_data);
+    o->on_segments(o->on_segments_user, n_new);
+}
+
 }  // namespace
 
 extern "C" {
@@ -174,6 +180,10 @@ int32_t localai_whisper_transcribe(whisper_context * ctx, whisper_state * state,
         }
         if (o->best_of > 0) {
             params.greedy.best_of = o->best_of;
+        }
+        if (o->on_segments != nullptr) {
+            params.new_segment_callback = forward_new_segments;
+            params.new_segment_callback_user_data = const_cast<localai_whisper_options *>(o);
         }
         params.abort_callback = cancel_requested;
         params.abort_callback_user_data = const_cast<int32_t *>(o->cancel);

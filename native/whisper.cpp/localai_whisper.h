@@ -75,6 +75,10 @@ struct localai_whisper_options {
     float logprob_thold;
     float no_speech_thold;
     const int32_t * cancel;  /* non-zero: stop as soon as possible (NULL: never); read while it runs */
+    /* Called on the transcribing thread each time segments are final (NULL: never), with the
+     * count of new ones; localai_whisper_segment may read them from inside the call. */
+    void (*on_segments)(void * user, int32_t n_new);
+    void * on_segments_user;
 };
 
 /* Transcribe 16 kHz mono float samples on a state: a status (LOCALAI_WHISPER_CANCELLED when cancelled). */

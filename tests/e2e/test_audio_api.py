@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 import threading
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 import requests
 import soundfile
 
-from tests.audio_support import JFK_TEXT, JFK_WAV, MAX_WER, ROOT, wer
+from tests.audio_support import FOX_FLAC, FOX_TEXT, JFK_TEXT, JFK_WAV, MAX_WER, ROOT, wer
 from tests.support import LiveServer
 
 MODEL = "whisper-1"
@@ -25,6 +27,11 @@ def audio_models_path(tmp_path_factory, whisper_model_path):
     folder = tmp_path_factory.mktemp("audio-models")
     (folder / "whisper-1.yaml").write_text((ROOT / "models" / "whisper-1.yaml").read_text())
     place(whisper_model_path, folder / whisper_model_path.name)
+    # The same weights decoded greedily, with the fallback thresholds and start temperature set in the YAML.
+    (folder / "whisper-greedy.yaml").write_text(
+        f"name: whisper-greedy\nbackend: whisper\nbeam_size: 1\nbest_of: 2\ntemperature_increment: 0.4\n"
+        f"entropy_threshold: 2.6\nlogprob_threshold: -1.2\nno_speech_threshold: 0.5\n"
+        f"parameters:\n  model: {whisper_model_path.name}\n  temperature: 0\n")
     (folder / "chatty.yaml").write_text("name: chatty\nbackend: llama\nparameters:\n  model: absent.gguf\n")
     return folder
 
@@ -173,6 +180,77 @@ def test_translation_with_english_only_model_is_400(client):
 def test_word_timestamps_need_verbose_json(client):
     with open(JFK_WAV, "rb") as fh, pytest.raises(openai.BadRequestError, match="verbose_json"):
         client.audio.transcriptions.create(model=MODEL, file=fh, timestamp_granularities=["word"])
+
+
+def test_lrc(client):
+    with open(JFK_WAV, "rb") as fh:
+        body = client.audio.transcriptions.create(model=MODEL, file=fh, response_format="lrc")
+    lines = body.strip().split("\n")
+    assert lines[0] == "[by:localai]" and lines[1].startswith("[00:00.00]")
+    assert all(re.fullmatch(r"\[\d\d:\d\d\.\d\d\]\S.*", line) for line in lines[1:]), lines
+    assert wer(JFK_TEXT, " ".join(line[10:] for line in lines[1:])) <= MAX_WER
+
+
+# ---- decoding: whisper-cli's beam search by default, greedy from the YAML ----
+
+def test_default_beam_search_beats_greedy(client):
+    """espeak-ng's "The quick brown fox...": the 5-beam default (whisper-cli's) makes fewer word
+    errors than greedy decoding of the same weights (greedy: "roundfoc stump")."""
+    results = {}
+    for model in (MODEL, "whisper-greedy"):
+        with open(FOX_FLAC, "rb") as fh:
+            results[model] = client.audio.transcriptions.create(model=model, file=fh).text
+    beam, greedy = (wer(FOX_TEXT, results[m]) for m in (MODEL, "whisper-greedy"))
+    assert beam <= 0.3 and beam < greedy, results  # measured 0.23 ("round fox", as whisper-cli) and 0.31
+
+
+def test_request_temperature_is_the_first_decoding_temperature(client):
+    with open(JFK_WAV, "rb") as fh:
+        result = client.audio.transcriptions.create(model=MODEL, file=fh, response_format="verbose_json",
+                                                    temperature=0.3)
+    assert {s.temperature for s in result.segments} == {0.3}
+    assert wer(JFK_TEXT, result.text) <= 0.3
+
+
+# ---- streamed transcripts ----
+
+def test_stream_with_the_sdk(client):
+    with open(JFK_WAV, "rb") as fh:
+        events = list(client.audio.transcriptions.create(model=MODEL, file=fh, stream=True))
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    assert deltas and events[-1].type == "transcript.text.done" and len(events) == len(deltas) + 1
+    done = events[-1]
+    assert "".join(d.delta for d in deltas).strip() == done.text
+    assert wer(JFK_TEXT, done.text) <= MAX_WER
+    assert done.usage.type == "tokens" and done.usage.output_tokens > 0
+    assert done.usage.input_tokens == done.usage.input_token_details.audio_tokens == 550  # 50 per second
+
+
+def test_stream_sends_a_delta_per_segment(server):
+    samples, rate = soundfile.read(JFK_WAV, dtype="float32")
+    buf = io.BytesIO()
+    soundfile.write(buf, np.concatenate([samples, np.zeros(rate, np.float32), samples]), rate, format="FLAC")
+    twice = buf.getvalue()  # 23 s: several segments
+    verbose = requests.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("a.flac", twice)},
+                            data={"model": MODEL, "response_format": "verbose_json"}, timeout=120).json()
+    with requests.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("a.flac", twice)}, stream=True,
+                       timeout=120, data={"model": MODEL, "stream": "true", "response_format": "text"}) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = [json.loads(line[len("data: "):]) for line in response.iter_lines(decode_unicode=True)
+                  if line.startswith("data: ")]
+    deltas = [e["delta"] for e in events if e["type"] == "transcript.text.delta"]
+    assert len(deltas) == len(verbose["segments"]) > 1
+    assert [d.strip() for d in deltas] == [s["text"].strip() for s in verbose["segments"]]
+    assert events[-1] == {**events[-1], "type": "transcript.text.done", "text": verbose["text"]}
+
+
+def test_stream_refuses_what_it_cannot_send(server):
+    wav = JFK_WAV.read_bytes()
+    assert_error(post_audio(server, wav, stream="true", response_format="verbose_json"), 400, param="stream")
+    assert_error(post_audio(server, wav, stream="maybe"), 400, param="stream")
+    assert_error(post_audio(server, wav, stream="true", path="/v1/audio/translations"), 400, param="stream")
+    response = post_audio(server, wav, stream="false")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
 
 
 # ---- raw HTTP: other containers, bad input ----

@@ -14,7 +14,7 @@ from localai.bindings import whisper as W
 from localai.config import ModelConfig, Parameters
 from localai.errors import InvalidRequest, NativeError
 from localai.settings import Settings
-from tests.audio_support import JFK_TEXT, JFK_WAV, MAX_WER, wer
+from tests.audio_support import FOX_FLAC, JFK_TEXT, JFK_WAV, MAX_WER, wer
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_long_audio_spans_windows_with_increasing_seek(model, jfk):
 
 
 def test_concurrent_states_do_not_interfere(model, jfk):
-    """Two requests on two states at once give exactly what each gives alone."""
+    """Two requests on two states at once give exactly what each gives alone (on fresh states)."""
     first_half = jfk[: len(jfk) // 2]
     alone = [model.transcribe(jfk, n_threads=1).text, model.transcribe(first_half, n_threads=1).text]
     assert alone[0] != alone[1]
@@ -183,3 +183,63 @@ def test_engine_threads_default_from_settings(whisper_model_path):
         assert eng.n_threads == 1
     finally:
         eng.close()
+
+
+def test_engine_results_do_not_depend_on_earlier_requests(engine, jfk, whisper_model_path):
+    """The beam search on a reused whisper.cpp state picks other words after earlier runs; the
+    engine gives every request a fresh state, so the same audio always reads the same, and
+    reads as on a state that never ran before (as whisper-cli does)."""
+    fox, _ = soundfile.read(FOX_FLAC, dtype="float32")
+    reference = W.WhisperModel(whisper_model_path)
+    try:
+        first_run = reference.new_state().transcribe(fox, n_threads=1).text
+    finally:
+        reference.close()
+    texts = [engine.transcribe(audio).text for audio in (fox, jfk, fox, jfk, fox)]
+    assert texts[0] == texts[2] == texts[4] == first_run
+    assert texts[1] == texts[3]
+
+
+def test_yaml_decoding_options_reach_the_engine(whisper_model_path):
+    from localai.config import parse_model_config
+
+    config = parse_model_config({"name": "w", "backend": "whisper", "beam_size": 1, "best_of": 3,
+                                 "temperature_increment": 0, "entropy_threshold": 2.0, "logprob_threshold": -2,
+                                 "no_speech_threshold": 0.4, "parameters": {"model": whisper_model_path.name,
+                                                                            "temperature": 0.1}})
+    eng = load(config, Settings(models_path=whisper_model_path.parent, threads=2))
+    try:
+        assert eng.decoding == W.DecodeOptions(beam_size=1, best_of=3, temperature=0.1, temperature_increment=0.0,
+                                               entropy_threshold=2.0, logprob_threshold=-2.0,
+                                               no_speech_threshold=0.4)
+        assert eng.default_temperature == pytest.approx(0.1)
+    finally:
+        eng.close()
+    default = load(ModelConfig(name="d", backend="whisper", parameters=Parameters(model=whisper_model_path.name)),
+                   Settings(models_path=whisper_model_path.parent, threads=2))
+    try:
+        assert default.decoding.beam_size == 5 and default.decoding.best_of == 5  # whisper-cli's
+    finally:
+        default.close()
+
+
+def test_windows_join_into_one_timeline(whisper_model_path, jfk):
+    """Three clips in 15 s windows: each window's last segment is read again by the next, and
+    the segments line up on the recording's timeline as one 33 s transcription's do."""
+    model = W.WhisperModel(whisper_model_path)
+    eng = WhisperEngine(model, name="w", n_threads=2, max_parallel=1, window_seconds=15)
+    try:
+        gap = np.zeros(W.SAMPLE_RATE // 2, np.float32)
+        audio = np.concatenate([jfk, gap, jfk, gap, jfk])
+        blocks = [audio[i:i + 20000] for i in range(0, len(audio), 20000)]
+        job = eng.start(iter(blocks))
+        streamed = list(job.segments())
+        transcript = job.result()
+    finally:
+        eng.close()
+    assert [s.text for s in streamed] == [s.text for s in transcript.segments]
+    assert wer(" ".join([JFK_TEXT] * 3), transcript.text) <= MAX_WER, transcript.text
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts) and transcript.segments[-1].end > 30.0
+    assert max(s.seek for s in transcript.segments) > 15 * 100  # a later window's
+    assert all(s.start * 100 >= s.seek for s in transcript.segments)

@@ -10,7 +10,8 @@ import pytest
 import soundfile
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from localai.audio import (TARGET_RATE, AudioDecodeError, AudioTooLong, decode_audio, downmix, resample)
+from localai.audio import (TARGET_RATE, AudioDecodeError, AudioStream, AudioTooLong, AudioWindows, decode_audio,
+                           downmix, resample)
 from localai.errors import InvalidRequest
 from tests.audio_support import JFK_WAV
 
@@ -200,3 +201,78 @@ def test_random_bytes_fail_cleanly(data):
         decode_audio(data, max_seconds=60)
     except InvalidRequest:
         pass
+
+
+# ---- streaming decode and windows ----
+
+def test_stream_blocks_equal_the_whole_decode():
+    data = encode(tone(440.0, 9.0, 44100), 44100, "FLAC")
+    stream = AudioStream(data)
+    blocks = list(stream.blocks())
+    assert len(blocks) > 1 and all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), decode_audio(data).samples)
+    assert stream.duration == pytest.approx(9.0) and stream.frames_read == 9 * 44100
+
+
+def test_stream_checks_the_header_before_decoding():
+    with pytest.raises(AudioTooLong):
+        AudioStream(encode(tone(440.0, 3.0, 16000), 16000, "WAV"), max_seconds=2)
+    with pytest.raises(AudioDecodeError):
+        AudioStream(b"not audio" * 50)
+
+
+def test_windows_cover_the_audio_and_re_read_what_the_consumer_asks():
+    audio = np.arange(1000, dtype=np.float32)
+    blocks = [audio[i:i + 70] for i in range(0, 1000, 70)]
+    windows = AudioWindows(iter(blocks), 300)
+    seen, finals = [], []
+    while True:
+        window, final = windows.current()
+        assert len(window) <= 300
+        np.testing.assert_array_equal(window, audio[windows.offset:windows.offset + len(window)])
+        seen.append((windows.offset, len(window)))
+        finals.append(final)
+        if final:
+            break
+        windows.advance(250)  # the consumer keeps the last 50 samples for the next window
+    assert seen == [(0, 300), (250, 300), (500, 300), (750, 250)]
+    assert finals == [False, False, False, True]
+
+
+def test_a_window_exactly_at_the_end_is_final():
+    windows = AudioWindows(iter([np.ones(100, np.float32), np.ones(0, np.float32)]), 100)
+    window, final = windows.current()
+    assert len(window) == 100 and final
+
+
+def test_ten_minutes_stream_in_bounded_memory():
+    """A 10-minute recording through the stream and 5-minute windows (the whisper backend's)
+    never holds the recording as float32: the peak stays well under its 38 MB."""
+    import tracemalloc
+
+    rate, seconds = 16000, 600
+    buf = io.BytesIO()
+    with soundfile.SoundFile(buf, "w", rate, 1, format="FLAC", subtype="PCM_16") as out:
+        for i in range(seconds // 10):
+            out.write((tone(200.0 + i, 10.0, rate) * 32767).astype(np.int16))
+    data = buf.getvalue()
+    whole = seconds * rate * 4
+    tracemalloc.start()
+    try:
+        windows = AudioWindows(AudioStream(data).blocks(), 300 * rate)
+        total = 0
+        while True:
+            window, final = windows.current()
+            total += len(window)
+            if final:
+                break
+            windows.advance(len(window))
+        _, streamed_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        decode_audio(data)
+        _, whole_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == seconds * rate
+    assert whole_peak > whole  # what the old all-at-once decode costs, so the bound below means something
+    assert streamed_peak < 0.6 * whole, streamed_peak

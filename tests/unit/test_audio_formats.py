@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from localai.api.routes.audio import compression_ratio, segments_json, srt, vtt, words_json
+from localai.api.routes.audio import compression_ratio, lrc, segments_json, srt, vtt, words_json
 from localai.capabilities import Segment, Token, Transcript, Word
 from tests.audio_support import wer
 
@@ -30,6 +30,13 @@ def test_vtt():
     assert vtt(SEGMENTS) == ("WEBVTT\n\n00:00:00.000 --> 00:00:03.320\nHello there.\n\n"
                              "00:00:03.320 --> 01:02:05.500\nGeneral Kenobi!\n\n")
     assert vtt([]) == "WEBVTT\n\n"
+
+
+def test_lrc():
+    """whisper-cli's -olrc layout: minutes (not wrapped at an hour), seconds, hundredths."""
+    assert lrc(SEGMENTS) == "[by:localai]\n[00:00.00]Hello there.\n[00:03.32]General Kenobi!\n"
+    assert lrc([seg(3725.5, 3726.0, " Later.")]) == "[by:localai]\n[62:05.50]Later.\n"
+    assert lrc([]) == "[by:localai]\n"
 
 
 def test_segments_share_their_window_statistics():

@@ -1,27 +1,37 @@
 """/v1/audio/transcriptions and /v1/audio/translations over the whisper backend.
 
 Requests are multipart/form-data as the OpenAI SDK sends them. The uploaded file is read
-into memory (its size is capped by the upload limit) and decoded in-process; its file name
-is never used for anything.
+into memory (its size is capped by the upload limit) and decoded in-process, block by block
+as the backend transcribes; its file name is never used for anything. ``stream=true`` sends
+OpenAI's transcript events as each segment is final.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import unicodedata
 import zlib
+from typing import Iterator
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from localai.api import schemas
-from localai.api.http import ApiRequest, Server, client_gone, deadline, json_response, text_response
-from localai.audio import decode_audio
+from localai.api.http import (ApiRequest, Server, client_gone, deadline, error_info, json_response, sse,
+                              stream_response, text_response)
+from localai.audio import AudioStream
 from localai.capabilities import Capability, Segment, Transcript
 from localai.errors import InvalidRequest, PayloadTooLarge
 
+log = logging.getLogger("localai.audio")
+
 RESPONSE_FORMATS = schemas.AUDIO_RESPONSE_FORMATS
 GRANULARITIES = ("word", "segment")
+STREAM_FORMATS = ("json", "text")
+# whisper's encoder reads 50 positions per second of audio (1500 per 30 s window): the
+# streamed usage counts those as the input's audio tokens.
+AUDIO_TOKENS_PER_SECOND = 50
 
 
 def on_transcriptions(app: Server, request: ApiRequest) -> Response:
@@ -44,9 +54,10 @@ def _form(app: Server, request: ApiRequest):
                               "(--upload-limit / UPLOAD_LIMIT).", param="file", code="file_too_large") from None
 
 
-def _temperature(value: str | None) -> float:
+def _temperature(value: str | None) -> float | None:
+    """The request's temperature; None: the model's default (0 unless its YAML says otherwise)."""
     if value is None or value == "":
-        return 0.0
+        return None
     try:
         temperature = float(value)
     except ValueError:
@@ -86,6 +97,12 @@ def _handle(app: Server, request: ApiRequest, *, translate: bool) -> Response:
     granularities = _granularities(form, response_format)
     temperature = _temperature(form.get("temperature"))
     prompt = form.get("prompt") or None
+    stream = _flag(form.get("stream"), "stream")
+    if stream and translate:
+        raise InvalidRequest("stream is supported on /v1/audio/transcriptions, not on translations.", param="stream")
+    if stream and response_format not in STREAM_FORMATS:
+        raise InvalidRequest(f"stream=true sends transcript events; response_format must be "
+                             f"{' or '.join(STREAM_FORMATS)}, not {response_format!r}.", param="stream")
 
     engine = app.manager.engine_for(config, Capability.TRANSCRIPTION)
     if translate:
@@ -94,11 +111,18 @@ def _handle(app: Server, request: ApiRequest, *, translate: bool) -> Response:
     else:
         language = engine.language(form.get("language"))
 
-    audio = decode_audio(upload.read(), max_seconds=app.settings.max_audio_seconds)
-    transcript = engine.transcribe(audio.samples, language=language, translate=translate, prompt=prompt,
-                                   temperature=temperature, word_timestamps="word" in granularities,
-                                   abandoned=client_gone(request), deadline=deadline(app.settings))
+    audio = AudioStream(upload.read(), max_seconds=app.settings.max_audio_seconds)
+    try:
+        job = engine.start(audio.blocks(), language=language, translate=translate, prompt=prompt,
+                           temperature=temperature, word_timestamps="word" in granularities)
+    except BaseException:
+        audio.close()
+        raise
+    if stream:
+        return stream_response(_events(app, request, job, audio), on_close=job.cancel)
+    transcript = job.result(abandoned=client_gone(request), deadline=deadline(app.settings))
     request.record.tokens = sum(len(s.tokens) for s in transcript.segments)
+    temperature = engine.default_temperature if temperature is None else temperature
 
     if response_format == "text":
         return text_response(transcript.text + "\n")
@@ -106,6 +130,8 @@ def _handle(app: Server, request: ApiRequest, *, translate: bool) -> Response:
         return text_response(srt(transcript.segments))
     if response_format == "vtt":
         return text_response(vtt(transcript.segments))
+    if response_format == "lrc":
+        return text_response(lrc(transcript.segments))
     usage = {"type": "duration", "seconds": math.ceil(audio.duration)}
     if response_format == "json":
         return json_response({"text": transcript.text, "usage": usage})
@@ -123,6 +149,44 @@ def _handle(app: Server, request: ApiRequest, *, translate: bool) -> Response:
         body["words"] = words_json(transcript)
     body["usage"] = usage
     return json_response(body)
+
+
+def _flag(value: str | None, param: str) -> bool:
+    text = (value or "").strip().lower()
+    if text in ("", "false", "0"):
+        return False
+    if text in ("true", "1"):
+        return True
+    raise InvalidRequest(f"Invalid {param} {value!r}: expected true or false.", param=param)
+
+
+def _events(app: Server, request: ApiRequest, job, audio: AudioStream) -> Iterator[bytes]:
+    """OpenAI's transcript events: a ``transcript.text.delta`` per segment as it is final, then
+    ``transcript.text.done`` with the whole text; an error after the first event is an event."""
+    started = False
+    try:
+        pieces: list[str] = []
+        for segment in job.segments(abandoned=client_gone(request), deadline=deadline(app.settings)):
+            delta = segment.text if pieces else segment.text.lstrip()
+            pieces.append(delta)
+            started = True
+            yield sse({"type": "transcript.text.delta", "delta": delta})
+        transcript = job.result(abandoned=client_gone(request), deadline=deadline(app.settings))
+    except Exception as exc:
+        if not started:
+            raise
+        info = error_info(exc)
+        if info.status >= 500:
+            log.exception("transcription failed mid-stream")
+        yield sse({"type": "error", **info.body()})
+        return
+    output = sum(len(s.tokens) for s in transcript.segments)
+    request.record.tokens = output
+    audio_tokens = math.ceil(audio.duration * AUDIO_TOKENS_PER_SECOND)
+    yield sse({"type": "transcript.text.done", "text": transcript.text,
+               "usage": {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": output,
+                         "total_tokens": audio_tokens + output,
+                         "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0}}})
 
 
 # ---- response bodies ----------------------------------------------------------------------------------
@@ -199,3 +263,13 @@ def srt(segments: list[Segment]) -> str:
 def vtt(segments: list[Segment]) -> str:
     blocks = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n" for s in segments]
     return "WEBVTT\n\n" + "\n".join(blocks) + ("\n" if blocks else "")
+
+
+def lrc(segments: list[Segment]) -> str:
+    """LocalAI's (and whisper-cli's) lyrics format: ``[mm:ss.xx]`` and the text, a line per segment."""
+    lines = ["[by:localai]"]
+    for segment in segments:
+        centis = max(0, round(segment.start * 100))
+        minutes, centis = divmod(centis, 6000)
+        lines.append(f"[{minutes:02d}:{centis // 100:02d}.{centis % 100:02d}]{segment.text.strip()}")
+    return "\n".join(lines) + "\n"
