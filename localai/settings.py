@@ -65,6 +65,7 @@ class Settings:
     responses_store_size: int = 1000  # stored Responses API responses (LRU); 0: none are kept
     cache_ram_mb: float = 2048.0  # host-RAM prompt cache for all models together (0: off)
     prompt_cache_dir: Path | None = None  # where the prompt cache is saved on shutdown and loaded at start
+    disable_webui: bool = False  # no playground page at / (LocalAI's DISABLE_WEBUI)
 
     @property
     def images_path(self) -> Path:
@@ -186,6 +187,9 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                         default=Path(env["LOCALAI_PROMPT_CACHE_DIR"]) if env.get("LOCALAI_PROMPT_CACHE_DIR") else None,
                         help="save the prompt cache here on shutdown and load it at start-up "
                              "(env LOCALAI_PROMPT_CACHE_DIR)")
+    parser.add_argument("--disable-webui", action="store_true",
+                        default=_env_bool(env.get("LOCALAI_DISABLE_WEBUI", env.get("DISABLE_WEBUI"))),
+                        help="serve no web playground at / (env LOCALAI_DISABLE_WEBUI or LocalAI's DISABLE_WEBUI)")
     add_gallery_arguments(parser, env)
 
 
@@ -239,6 +243,7 @@ def from_arguments(args: argparse.Namespace) -> Settings:
         responses_store_size=max(0, args.responses_store_size),
         cache_ram_mb=max(0.0, args.cache_ram),
         prompt_cache_dir=args.prompt_cache_dir,
+        disable_webui=args.disable_webui,
         **gallery_settings(args),
     )
 

@@ -21,7 +21,7 @@ from localai.api.response_store import ResponseStore
 from localai.api.metrics import Metrics
 from localai.api.security import Guard, presented_key
 from localai.api.routes import (anthropic, audio, chat, completions, edits, embeddings, gallery, images, models,
-                                monitor, responses, service, tokenize)
+                                monitor, responses, service, tokenize, webui)
 from localai.config import ModelConfig
 from localai.errors import (InvalidRequest, LocalAIError, MethodNotAllowed, NotFound, TooManyRequests,
                             UnsupportedMediaType)
@@ -76,6 +76,11 @@ ROUTES: tuple[Route, ...] = (
     Route("/metrics", service.on_metrics, ("GET",), v1=False, summary="Prometheus metrics"),
     Route("/healthz", service.on_healthz, ("GET",), v1=False, public=True, summary="Liveness"),
     Route("/readyz", service.on_readyz, ("GET",), v1=False, public=True, summary="Readiness"),
+    Route("/", webui.on_index, ("GET",), v1=False, public=True, summary="The web playground (HTML; --disable-webui)"),
+    Route("/static/<name>", webui.on_static, ("GET",), v1=False, public=True,
+          summary="The web playground's script, style sheet and icon"),
+    Route("/webui/models", webui.on_models, ("GET",), v1=False,
+          summary="The models with their backends and capabilities (the playground's model list)"),
 )
 # Worker threads kept free of model work, so health checks, model lists and monitors are
 # answered even when every other thread is busy generating.
