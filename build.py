@@ -16,6 +16,7 @@ Flags (before the subcommand):
     --native/--no-native   tune for this CPU (default) or build portably
     --cpu-features LIST    with --no-native: comma list of AVX,AVX2,AVX512,FMA,F16C
     --blas                 use OpenBLAS for prompt processing (apt: libopenblas-dev)
+    --no-rpc               leave out ggml's RPC backend (`localai worker`, models split over workers)
     --jobs N               parallel compile jobs (default: CMAKE_BUILD_PARALLEL_LEVEL or the CPU count)
     --debug                debug build of the native code
     --clean                remove the build folder and compiled bindings first
@@ -64,6 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-native", dest="native", action="store_false")
     parser.add_argument("--cpu-features", default="", help="comma list: " + ",".join(CPU_FEATURES))
     parser.add_argument("--blas", action="store_true")
+    parser.add_argument("--no-rpc", dest="rpc", action="store_false", default=True)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--clean", action="store_true")
@@ -103,6 +105,7 @@ def cmake_options(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
         f"-DLOCALAI_NATIVE={'ON' if args.native else 'OFF'}",
         f"-DLOCALAI_CPU_FEATURES={';'.join(args.cpu_features)}",
         f"-DLOCALAI_BLAS={'ON' if args.blas else 'OFF'}",
+        f"-DLOCALAI_RPC={'ON' if args.rpc else 'OFF'}",
         f"-DLOCALAI_STABLEDIFFUSION={'ON' if args.stablediffusion else 'OFF'}",
         f"-DLOCALAI_UPSTREAM_TOOLS={'ON' if args.command == 'bench' else 'OFF'}",
     ]

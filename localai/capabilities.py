@@ -140,6 +140,9 @@ class TextGenerator(Tokenizer, Protocol):
 
     def status(self) -> dict: ...
 
+    # An engine may also have ``lost``: a reason once its process has died (a model split over
+    # RPC workers that lost one); the model manager then loads it again on the next request.
+
 
 # ---- embeddings ------------------------------------------------------------------------------------
 

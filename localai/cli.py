@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from localai import __version__, settings as settings_mod
@@ -156,6 +157,51 @@ def cmd_models_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A ggml RPC server (LocalAI's `local-ai worker`): this machine's CPU holds layers of models
+    that servers elsewhere load with rpc_workers. The protocol has no authentication."""
+    from localai.settings import is_loopback_host
+
+    host, _, port = args.address.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"localai worker: --address must be host:port, got {args.address!r}", file=sys.stderr)
+        return 2
+    if not is_loopback_host(host) and not args.insecure_public:
+        print(f"localai worker: refusing to listen on {host}: ggml's RPC protocol has no authentication, so anyone "
+              "who can reach the port can run computations and read the tensors sent to it. Listen on a private "
+              "network only, or reach a loopback worker through an SSH tunnel; pass --insecure-public if the "
+              "network in front of it is yours.", file=sys.stderr)
+        return 2
+    from localai.bindings import llama as L
+
+    if not L.rpc_available():
+        print("localai worker: this build has no ggml RPC backend (built with --no-rpc)", file=sys.stderr)
+        return 1
+    cache_dir = str(args.cache_dir) if args.cache_dir else None
+    if cache_dir:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    print(f"localai worker: ggml RPC server on {args.address} ({args.threads or 'all'} threads"
+          f"{', tensor cache ' + cache_dir if cache_dir else ''})", flush=True)
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            L.rpc_serve(args.address, cache_dir=cache_dir, threads=args.threads or 0)
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    # The server loop never returns to Python; on a thread of its own, Ctrl-C and SIGTERM still work.
+    thread = threading.Thread(target=serve, name="rpc-server", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        return 0
+    print(f"localai worker: {failure[0] if failure else 'the RPC server stopped'}", file=sys.stderr)
+    return 1
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     if args.kind == "whisper":
         from localai.convert.whisper import main as convert
@@ -194,6 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     delete = actions.add_parser("delete", parents=[models_path], help="delete a model and the files only it uses")
     delete.add_argument("name")
     delete.set_defaults(func=cmd_models_delete)
+    worker = sub.add_parser("worker", help="a ggml RPC worker: hold layers of models that a server elsewhere loads")
+    worker.add_argument("--address", default=os.environ.get("LOCALAI_WORKER_ADDRESS", "127.0.0.1:50052"),
+                        help="host:port to listen on (env LOCALAI_WORKER_ADDRESS; default 127.0.0.1:50052)")
+    worker.add_argument("--threads", type=int, default=int(os.environ["THREADS"]) if os.environ.get("THREADS") else 0,
+                        help="CPU threads (env THREADS; default: all cores)")
+    worker.add_argument("--cache-dir", type=Path, default=None,
+                        help="a folder for ggml-rpc's tensor cache (weights sent once are kept here)")
+    worker.add_argument("--insecure-public", action="store_true",
+                        help="allow a non-loopback address (the RPC protocol has no authentication)")
+    worker.set_defaults(func=cmd_worker)
     convert = sub.add_parser("convert", help="convert model weights to the formats the engines load")
     convert.add_argument("kind", choices=("whisper", "bert"),
                          help="whisper: CTranslate2 folder -> whisper.cpp ggml; bert: sentence-transformers -> GGUF")

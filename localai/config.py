@@ -99,6 +99,9 @@ class ModelConfig:
     asset_dir: str | None = None
     description: str | None = None
     transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
+    rpc_workers: list[str] = field(default_factory=list)  # ggml RPC servers "host:port" holding layers
+    gpu_layers: int | None = None  # layers on the RPC workers (LocalAI's name); None: by free memory
+    tensor_split: list[float] = field(default_factory=list)  # weights: this process, then each worker
     source: Path | None = None
     # Keys we do not interpret. Unknown keys of the `parameters:` and `template:` blocks are
     # kept here too, under extra["parameters"] / extra["template"].
@@ -180,6 +183,9 @@ def _validator() -> jsonschema.protocols.Validator:
             "entropy_threshold": number,
             "logprob_threshold": number,
             "no_speech_threshold": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "rpc_workers": {"type": ["array", "string", "null"], "items": {"type": "string"}},
+            "gpu_layers": {"type": ["integer", "null"], "minimum": -1},
+            "tensor_split": {"type": ["array", "string", "null"], "items": {"type": "number", "minimum": 0}},
         },
     }
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -315,9 +321,27 @@ def _build(data: dict, source: Path | None) -> ModelConfig:
         transcription=TranscriptionConfig(**{
             k: None if data.get(k) is None else (int if kind.startswith("int") else float)(data[k])
             for k, kind in _TRANSCRIPTION_KEYS.items()}),
+        rpc_workers=_endpoints(data.get("rpc_workers")),
+        gpu_layers=data.get("gpu_layers"),
+        tensor_split=_weights(data.get("tensor_split")),
         source=source,
         extra=extra,
     )
+
+
+def _endpoints(value: Any) -> list[str]:
+    """A list of "host:port", or one comma-separated string of them (LocalAI's env style)."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    return [item.strip() for item in items if item.strip()]
+
+
+def _weights(value: Any) -> list[float]:
+    """LocalAI writes tensor_split as a string ("1,1"); a YAML list works too."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    try:
+        return [float(item) for item in items if str(item).strip()]
+    except ValueError:
+        raise ConfigError(f"tensor_split: expected numbers, got {value!r}") from None
 
 
 def _source_label(source: Path | None) -> str:

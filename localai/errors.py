@@ -195,6 +195,15 @@ class ModelUnloaded(NativeError):
     """The model was unloaded (the server is shutting down) while a request needed it."""
 
 
+class WorkerLost(ModelUnloaded):
+    """A ggml RPC worker holding part of the model stopped answering mid-request; the model
+    is loaded again on the next request."""
+
+
+class WorkerUnreachable(ModelLoadError):
+    """A ggml RPC worker of the model's configuration does not answer at load time."""
+
+
 class ConfigError(LocalAIError, ValueError):
     """A model configuration (YAML) or server setting is invalid."""
 

@@ -87,12 +87,17 @@ class ModelManager:
     def _engine(self, config: ModelConfig) -> Any:
         """The loaded engine of ``config``, loading it on first use (one load per model)."""
         engine = self._engines.get(config.name)
-        if engine is not None:
+        if engine is not None and not getattr(engine, "lost", None):
             return engine
         with self._lock:
             lock = self._loading.setdefault(config.name, threading.Lock())
         with lock:
             engine = self._engines.get(config.name)
+            if engine is not None and getattr(engine, "lost", None):
+                # Its process died (an RPC worker was lost): load it again, now.
+                log.info("reloading model %s: %s", config.name, engine.lost)
+                self.unload(config.name)
+                engine = None
             if engine is None:
                 log.info("loading model %s (backend %s)", config.name, config.backend)
                 engine = self.registry.factory(config.backend)(config, self.settings, self.shared)

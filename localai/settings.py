@@ -65,6 +65,7 @@ class Settings:
     responses_store_size: int = 1000  # stored Responses API responses (LRU); 0: none are kept
     cache_ram_mb: float = 2048.0  # host-RAM prompt cache for all models together (0: off)
     prompt_cache_dir: Path | None = None  # where the prompt cache is saved on shutdown and loaded at start
+    rpc_workers: list[str] = field(default_factory=list)  # ggml RPC workers for every llama model
     disable_webui: bool = False  # no playground page at / (LocalAI's DISABLE_WEBUI)
 
     @property
@@ -190,6 +191,10 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
     parser.add_argument("--disable-webui", action="store_true",
                         default=_env_bool(env.get("LOCALAI_DISABLE_WEBUI", env.get("DISABLE_WEBUI"))),
                         help="serve no web playground at / (env LOCALAI_DISABLE_WEBUI or LocalAI's DISABLE_WEBUI)")
+    parser.add_argument("--rpc-workers", default=env.get("RPC_WORKERS", env.get("LLAMACPP_GRPC_SERVERS", "")),
+                        help="ggml RPC workers (`localai worker`) host:port,... that hold layers of every llama "
+                             "model (env RPC_WORKERS, or LocalAI's LLAMACPP_GRPC_SERVERS); a model YAML's "
+                             "rpc_workers overrides it")
     add_gallery_arguments(parser, env)
 
 
@@ -243,6 +248,7 @@ def from_arguments(args: argparse.Namespace) -> Settings:
         responses_store_size=max(0, args.responses_store_size),
         cache_ram_mb=max(0.0, args.cache_ram),
         prompt_cache_dir=args.prompt_cache_dir,
+        rpc_workers=_list(args.rpc_workers),
         disable_webui=args.disable_webui,
         **gallery_settings(args),
     )

@@ -235,8 +235,10 @@ _SERVER_STATUS: tuple[tuple[type[errors.LocalAIError], int, str | None], ...] = 
     (errors.CapabilityUnavailable, 501, "not_implemented"),
     (errors.NotReady, 503, "not_ready"),
     (errors.ConfigError, 503, "model_load_failed"),
+    (errors.WorkerUnreachable, 503, "rpc_worker_unreachable"),
     (errors.ModelLoadError, 503, "model_load_failed"),
     (errors.BindingsNotBuilt, 503, "model_load_failed"),
+    (errors.WorkerLost, 503, "rpc_worker_lost"),
     (errors.ModelUnloaded, 503, "model_unloaded"),
     (errors.LocalAIError, 500, None),
 )

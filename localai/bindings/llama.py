@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -74,18 +75,74 @@ def ggml_version() -> str:
     return ffi.string(lib.localai_ggml_version()).decode()
 
 
+def _load_split(path: str, use_mmap: bool, use_mlock: bool, split: Split):
+    names = [ffi.new("char[]", e.encode()) for e in split.endpoints]
+    endpoints = ffi.new("const char *[]", names)
+    options = ffi.new("struct localai_model_split *")
+    options.endpoints = endpoints
+    options.n_endpoints = len(names)
+    options.n_gpu_layers = split.gpu_layers
+    weights = ffi.new("float[]", list(split.tensor_split)) if split.tensor_split else ffi.NULL
+    options.tensor_split = weights
+    options.n_tensor_split = len(split.tensor_split)
+    return lib.localai_model_load_split(path.encode(), use_mmap, use_mlock, options)
+
+
+# ---- ggml RPC ---------------------------------------------------------------------------------------
+
+def rpc_available() -> bool:
+    """Whether this build has ggml's RPC backend (`build.py --no-rpc` leaves it out)."""
+    return bool(lib.localai_rpc_available())
+
+
+def rpc_serve(endpoint: str, *, cache_dir: str | None = None, threads: int = 0) -> None:
+    """Serve this machine's CPU to ggml RPC clients on "host:port"; returns only by raising."""
+    backend_init()
+    cache = ffi.new("char[]", cache_dir.encode()) if cache_dir else ffi.NULL
+    _check(lib.localai_rpc_serve(endpoint.encode(), cache, threads or default_threads()), "RPC server")
+
+
+@dataclass(frozen=True)
+class RpcServer:
+    endpoint: str
+    devices: int  # 0: it does not answer
+    free_bytes: int
+    total_bytes: int
+
+
+def rpc_add_server(endpoint: str) -> RpcServer:
+    """Connect to a ggml RPC server and register its devices (once per endpoint and process)."""
+    backend_init()
+    free, total = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    devices = _check(lib.localai_rpc_add_server(endpoint.encode(), free, total), "RPC server")
+    return RpcServer(endpoint, devices, free[0], total[0])
+
+
+@dataclass(frozen=True)
+class Split:
+    """Layers on RPC servers: the last ``gpu_layers`` (-1: all) on their devices, shared by
+    ``tensor_split`` (a weight per device) or, without it, by their free memory."""
+
+    endpoints: tuple[str, ...]
+    gpu_layers: int = -1
+    tensor_split: tuple[float, ...] = ()
+
+
 class Model(NativeHandle):
-    """A GGUF model loaded into memory."""
+    """A GGUF model loaded into memory (or split between this process and RPC servers)."""
 
     _free = staticmethod(lib.localai_model_free)
 
     def __init__(self, path: str | os.PathLike, *, use_mmap: bool = True, use_mlock: bool = False,
-                 vocab_only: bool = False) -> None:
+                 vocab_only: bool = False, split: Split | None = None) -> None:
         backend_init()
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelLoadError(f"model file not found: {path}")
-        ptr = lib.localai_model_load(path.encode(), use_mmap, use_mlock, vocab_only)
+        if split is not None:
+            ptr = _load_split(path, use_mmap, use_mlock, split)
+        else:
+            ptr = lib.localai_model_load(path.encode(), use_mmap, use_mlock, vocab_only)
         require(ptr != ffi.NULL, last_error() or f"llama.cpp could not load the model {path}", ModelLoadError)
         self._ptr = ptr
         self.path = path

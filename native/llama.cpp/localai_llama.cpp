@@ -8,6 +8,9 @@
 #include "localai_llama.h"
 
 #include "ggml-cpu.h"
+#ifdef LOCALAI_WITH_RPC
+#include "ggml-rpc.h"
+#endif
 
 #include <cmath>
 #include <cstdarg>
@@ -145,6 +148,109 @@ llama_model * localai_model_load(const char * path, bool use_mmap, bool use_mloc
         }
         return model;
     });
+}
+
+bool localai_rpc_available(void) {
+#ifdef LOCALAI_WITH_RPC
+    return true;
+#else
+    return false;
+#endif
+}
+
+int32_t localai_rpc_serve(const char * endpoint, const char * cache_dir, int32_t n_threads) {
+    if (endpoint == nullptr || n_threads < 1) return fail(LOCALAI_ERR_INVALID, "rpc serve: bad argument");
+#ifdef LOCALAI_WITH_RPC
+    return guarded_status("ggml_backend_rpc_start_server", [&] {
+        ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+        if (cpu == nullptr) return fail(LOCALAI_ERR_INVALID, "no CPU device to serve");
+        ggml_backend_rpc_start_server(endpoint, cache_dir, (size_t) n_threads, 1, &cpu);
+        // It returns only when it could not start or accept (its message is on stderr).
+        return fail(LOCALAI_ERR_INVALID, "the RPC server on %s stopped: it could not listen there (a bad address, "
+                    "or the port is taken)", endpoint);
+    });
+#else
+    (void) cache_dir;
+    return fail(LOCALAI_ERR_INVALID, "this build has no ggml RPC backend (built with --no-rpc)");
+#endif
+}
+
+int32_t localai_rpc_add_server(const char * endpoint, uint64_t * free_mem, uint64_t * total_mem) {
+    if (endpoint == nullptr || free_mem == nullptr || total_mem == nullptr) {
+        return fail(LOCALAI_ERR_INVALID, "rpc add server: NULL argument");
+    }
+#ifdef LOCALAI_WITH_RPC
+    return guarded_status("ggml_backend_rpc_add_server", [&] {
+        *free_mem = *total_mem = 0;
+        ggml_backend_reg_t reg = ggml_backend_rpc_add_server(endpoint);
+        if (reg == nullptr) return (int32_t) 0;
+        const size_t n = ggml_backend_reg_dev_count(reg);
+        for (size_t i = 0; i < n; i++) {
+            size_t free = 0, total = 0;
+            ggml_backend_dev_memory(ggml_backend_reg_dev_get(reg, i), &free, &total);
+            *free_mem += free;
+            *total_mem += total;
+        }
+        return (int32_t) n;
+    });
+#else
+    return fail(LOCALAI_ERR_INVALID, "this build has no ggml RPC backend (built with --no-rpc)");
+#endif
+}
+
+llama_model * localai_model_load_split(const char * path, bool use_mmap, bool use_mlock,
+                                       const localai_model_split * split) {
+    if (path == nullptr || split == nullptr || split->n_endpoints < 0 || split->n_tensor_split < 0) {
+        fail(LOCALAI_ERR_INVALID, "load split: bad argument");
+        return nullptr;
+    }
+#ifdef LOCALAI_WITH_RPC
+    return guarded<llama_model *>(nullptr, nullptr, "loading the model over RPC", [&]() -> llama_model * {
+        std::vector<ggml_backend_dev_t> devices;
+        for (int32_t i = 0; i < split->n_endpoints; i++) {
+            ggml_backend_reg_t reg = ggml_backend_rpc_add_server(split->endpoints[i]);
+            if (reg == nullptr) {
+                fail(LOCALAI_ERR_LOAD, "the RPC server %s does not answer", split->endpoints[i]);
+                return nullptr;
+            }
+            for (size_t d = 0; d < ggml_backend_reg_dev_count(reg); d++) devices.push_back(ggml_backend_reg_dev_get(reg, d));
+        }
+        if (split->tensor_split != nullptr && (size_t) split->n_tensor_split != devices.size()) {
+            fail(LOCALAI_ERR_INVALID, "tensor_split has %d weights for %zu RPC devices", split->n_tensor_split,
+                 devices.size());
+            return nullptr;
+        }
+        devices.push_back(nullptr);
+        std::vector<float> weights(llama_max_devices(), 0.0f);
+        if (split->tensor_split != nullptr) {
+            for (int32_t i = 0; i < split->n_tensor_split && (size_t) i < weights.size(); i++) weights[i] = split->tensor_split[i];
+        }
+        // The output layer stays here: computed on the last worker, its logits (n_vocab floats,
+        // 192 KiB a token for a 49k vocabulary) would cross the network every token instead of
+        // one hidden state (a few KiB).
+        static const llama_model_tensor_buft_override keep_output_here[] = {
+            {"^output\\.|^output_norm\\.|^token_embd\\.", ggml_backend_cpu_buffer_type()},
+            {nullptr, nullptr},
+        };
+        llama_model_params params = llama_model_default_params();
+        params.devices = devices.data();
+        params.tensor_buft_overrides = keep_output_here;
+        params.n_gpu_layers = split->n_gpu_layers;
+        params.split_mode = LLAMA_SPLIT_MODE_LAYER;
+        params.tensor_split = split->tensor_split != nullptr ? weights.data() : nullptr;
+        params.load_mode = use_mmap ? (use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP)
+                                    : (use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE);
+        llama_model * model = llama_model_load_from_file(path, params);
+        if (model == nullptr) {
+            fail(LOCALAI_ERR_LOAD, "llama.cpp could not load the model %s over its RPC servers", path);
+        }
+        return model;
+    });
+#else
+    (void) use_mmap; (void) use_mlock;
+    fail(LOCALAI_ERR_INVALID, "this build has no ggml RPC backend (built with --no-rpc)");
+    return nullptr;
+#endif
 }
 
 void localai_model_free(llama_model * model) {

@@ -61,6 +61,17 @@ LOCALAI_API const char * localai_ggml_version(void);
 LOCALAI_API int32_t localai_max_parallel_sequences(void);
 LOCALAI_API uint32_t localai_default_seed(void);
 
+/* ---- ggml RPC: distributed inference over llama.cpp's own RPC backend -------------------- */
+
+/* Whether this build has the ggml RPC backend (build.py --no-rpc leaves it out). */
+LOCALAI_API bool localai_rpc_available(void);
+/* Serve this machine's CPU to ggml RPC clients on "host:port" (cache_dir: a folder for the
+   tensor cache, or NULL). Returns only when it cannot (a status: bad endpoint, port taken). */
+LOCALAI_API int32_t localai_rpc_serve(const char * endpoint, const char * cache_dir, int32_t n_threads);
+/* Connect to an RPC server and register its devices: their count (0: it does not answer), or
+   a status. *free_mem / *total_mem: its memory over all its devices, in bytes. */
+LOCALAI_API int32_t localai_rpc_add_server(const char * endpoint, uint64_t * free_mem, uint64_t * total_mem);
+
 /* ---- models ----------------------------------------------------------------------------- */
 
 struct localai_model_info {
@@ -79,6 +90,18 @@ struct localai_model_info {
 LOCALAI_API struct llama_model * localai_model_load(const char * path, bool use_mmap, bool use_mlock, bool vocab_only);
 LOCALAI_API void localai_model_free(struct llama_model * model);
 LOCALAI_API int32_t localai_model_info(const struct llama_model * model, struct localai_model_info * out);
+/* A model whose layers are split between this process's CPU and ggml RPC servers (devices
+   registered with localai_rpc_add_server): the last n_gpu_layers layers go to the devices,
+   shared by tensor_split (n_devices weights; NULL: by their free memory). */
+struct localai_model_split {
+    const char * const * endpoints;   /* "host:port" of each server, registered already */
+    int32_t n_endpoints;
+    int32_t n_gpu_layers;             /* layers on the devices (-1: all) */
+    const float * tensor_split;       /* one weight per device of the servers, in order; NULL: free memory */
+    int32_t n_tensor_split;
+};
+LOCALAI_API struct llama_model * localai_model_load_split(const char * path, bool use_mmap, bool use_mlock,
+                                                          const struct localai_model_split * split);
 /* Text into buf (NUL-terminated); returns its full length, -1 when the key is absent, or a status. */
 LOCALAI_API int32_t localai_model_desc(const struct llama_model * model, char * buf, size_t size);
 LOCALAI_API int32_t localai_model_meta(const struct llama_model * model, const char * key, char * buf, size_t size);

@@ -111,18 +111,23 @@ def test_parse_full_config_and_number_normalisation():
     assert config.source == Path("/models/m.yaml")
 
 
+def test_gpu_layers_is_known_and_used_only_with_rpc_workers():
+    config = parse_model_config({"name": "m", "gpu_layers": 99, "parameters": {"model": "m.gguf"}})
+    assert config.gpu_layers == 99 and config.rpc_workers == [] and "gpu_layers" not in config.extra
+
+
 def test_unknown_keys_are_kept_in_extra():
     config = parse_model_config(
         {
             "name": "m",
-            "gpu_layers": 99,
+            "mmproj": "vision.gguf",
             "known_usecases": ["chat"],
             "parameters": {"model": "m.gguf", "mirostat": 2},
             "template": {"chat": "x", "join_chat_messages_by_character": ""},
         }
     )
     assert config.extra == {
-        "gpu_layers": 99,
+        "mmproj": "vision.gguf",
         "known_usecases": ["chat"],
         "parameters": {"mirostat": 2},
         "template": {"join_chat_messages_by_character": ""},

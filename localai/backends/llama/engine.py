@@ -40,10 +40,13 @@ class LlamaEngine:
     def __init__(self, model_path: str, *, context_size: int | None = None, parallel: int = 4,
                  threads: int | None = None, batch_size: int = 512, use_mmap: bool = True,
                  use_mlock: bool = False, name: str = "", max_queue: int = 64,
-                 prompt_cache: PromptCache | None = None, prompt_cache_dir: Path | None = None) -> None:
+                 prompt_cache: PromptCache | None = None, prompt_cache_dir: Path | None = None,
+                 split: L.Split | None = None) -> None:
         self.name = name or model_path
         self.max_queue = max_queue
-        self.model = L.Model(model_path, use_mmap=use_mmap, use_mlock=use_mlock)
+        self.model = L.Model(model_path, use_mmap=use_mmap, use_mlock=use_mlock, split=split)
+        # where its layers are: this process's CPU, and the RPC workers of a split
+        self.devices = ["CPU", *(f"RPC {endpoint}" for endpoint in (split.endpoints if split else ()))]
         try:
             train = self.model.n_ctx_train or 2048
             self.context_size = min(context_size or min(train, 4096), train)
