@@ -52,7 +52,10 @@ def asset_dir(config: ModelConfig, models_path: Path) -> Path:
         raise ConfigError(f"{config.name}: a stablediffusion model needs `asset_dir` (or parameters.model) "
                           "naming its asset folder inside the models folder")
     if not folder.is_dir():
-        raise ConfigError(f"{config.name}: the asset folder {folder} does not exist; see the README's "
+        # Named as the YAML names it: an API client has no business learning the server's paths.
+        shown = config.asset_dir or config.parameters.model
+        raise ConfigError(f"{config.name}: the asset folder {shown!r} does not exist in the models folder; see the "
+                          "README's "
                           "\"Image generation\" section for how to install the assets")
     return folder
 

@@ -143,11 +143,12 @@ def test_bad_requests_are_400(server, body, param):
 
 
 @pytest.mark.stablediffusion
-def test_unknown_model_and_broken_config(server):
+def test_unknown_model_and_broken_config(server, image_models_path):
     assert_openai_error(post(server, {"model": "nope", "prompt": "x"}), 404, "model")
     # a model that cannot load is unavailable (503, retried on the next request), never a 500
     error = assert_openai_error(post(server, {"model": "escape", "prompt": "x", "size": "256x256"}), 503)
     assert "missing_assets" in error["message"] and "does not exist" in error["message"]
+    assert str(image_models_path) not in error["message"]  # the server's own paths stay on the server
     assert post(server, {"model": MODEL, "prompt": "still fine", "size": "256x256", "step": 1}).status_code == 200
 
 
