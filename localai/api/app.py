@@ -7,16 +7,18 @@ prefix where OpenAI has one, as LocalAI does) maps straight to its handler in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from localai.api.http import ApiRequest, Route, error_info, error_response, json_response
+from localai.api.http import ApiRequest, ErrorInfo, Route, error_info, error_response, json_response
 from localai.api.response_store import ResponseStore
 from localai.api.metrics import Metrics
 from localai.api.security import Guard, presented_key
@@ -151,6 +153,14 @@ class App:
             wanted = "multipart/form-data" if route.body == "multipart" else "application/json"
             raise UnsupportedMediaType(f"This route reads {wanted} bodies, not {mimetype or 'an unnamed type'}.")
 
+    def _without_server_paths(self, info: ErrorInfo) -> ErrorInfo:
+        """A load error names files by their place in the models folder, never by the server's
+        absolute paths (the log keeps those)."""
+        message = info.message
+        for folder in {str(Path(self.settings.models_path).resolve()), str(self.settings.models_path)}:
+            message = message.replace(folder.rstrip("/") + "/", "")
+        return info if message == info.message else dataclasses.replace(info, message=message)
+
     # ---- WSGI ----
     def dispatch(self, request: ApiRequest) -> Response:
         route: Route | None = None
@@ -175,6 +185,7 @@ class App:
             info = error_info(exc)
             if info.status >= 500:
                 log.exception("error in %s %s", request.method, request.path)
+                info = self._without_server_paths(info)
             if route is not None and route.errors == "anthropic":
                 return json_response(anthropic.error_body(info), status=info.status, headers=dict(info.headers))
             return error_response(info)

@@ -207,3 +207,18 @@ def test_access_log_line_names_model_and_tokens(client, caplog):
         post(client, "/v1/chat/completions", {**CHAT, "max_tokens": 3}).close()  # the line is written at the end
     line = [r.getMessage() for r in caplog.records if r.name == "localai.http"][-1]
     assert line.startswith("POST /v1/chat/completions 200 model=fake tokens=3 ")
+
+
+def test_a_load_error_does_not_show_the_servers_paths(tmp_path):
+    """The real llama backend failing to load: a 503 naming the file, not where the server keeps it."""
+    models = tmp_path / "deep" / "models"
+    models.mkdir(parents=True)
+    (models / "gone.yaml").write_text("name: gone\nbackend: llama\nparameters:\n  model: gone.gguf\n")
+    settings = Settings(models_path=models)
+    application = create_app(settings)
+    try:
+        error = assert_openai_error(post(Client(application), "/v1/chat/completions", {**CHAT, "model": "gone"}),
+                                    503, code="model_load_failed")
+    finally:
+        application.close()
+    assert "gone.gguf" in error["message"] and str(tmp_path) not in error["message"], error
