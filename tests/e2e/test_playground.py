@@ -31,6 +31,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 EMBED_MODEL = "smollm2-embeddings"
+ENDLESS_MODEL = "smollm2-endless"
 KEY = "sk-playground-0123456789"
 WAIT = 120  # seconds: a hang guard for every wait, never a performance limit
 # The background-networking switches keep Chromium from connections of its own (updates, sync,
@@ -53,6 +54,11 @@ def playground_models(tmp_path_factory, smollm_path, whisper_model_path):
     (folder / f"{EMBED_MODEL}.yaml").write_text(
         f"name: {EMBED_MODEL}\nbackend: llama\nembeddings: true\ncontext_size: 2048\n"
         "parameters:\n  model: SmolLM2-135M-Instruct.Q4_1.gguf\n")
+    # The chat model's weights, answering until max_tokens whatever it says (ignore_eos in the YAML):
+    # a stream the Stop test can interrupt, however quickly SmolLM2 would have finished on its own.
+    (folder / f"{ENDLESS_MODEL}.yaml").write_text(
+        f"name: {ENDLESS_MODEL}\nbackend: llama\ncontext_size: 2048\n"
+        "parameters:\n  model: SmolLM2-135M-Instruct.Q4_1.gguf\n  ignore_eos: true\n")
     (folder / "whisper-1.yaml").write_text((ROOT / "models" / "whisper-1.yaml").read_text())
     place(whisper_model_path, folder / whisper_model_path.name)
     return folder
@@ -110,8 +116,8 @@ def console_errors(driver) -> list[dict]:
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
-def monitor(server) -> dict:
-    status, _, raw = get(server, f"/backend/monitor?model={CHAT_MODEL}")
+def monitor(server, model: str = CHAT_MODEL) -> dict:
+    status, _, raw = get(server, f"/backend/monitor?model={model}")
     assert status == 200, raw
     return json.loads(raw)
 
@@ -150,7 +156,7 @@ def test_the_page_loads_accessible_and_without_errors(live, browser, tmp_path):
     assert selected == ["Chat"] and all(tab.tag_name == "button" for tab in tabs)
     images_tab = browser.find_element(By.ID, "tab-images")
     assert not images_tab.is_displayed()  # no stablediffusion model here
-    for select_id, expected in (("chat-model", {CHAT_MODEL, EMBED_MODEL}), ("embed-model", {EMBED_MODEL}),
+    for select_id, expected in (("chat-model", {CHAT_MODEL, EMBED_MODEL, ENDLESS_MODEL}), ("embed-model", {EMBED_MODEL}),
                                 ("audio-model", {"whisper-1"})):
         assert {o.get_attribute("value") for o in Select(browser.find_element(By.ID, select_id)).options} \
             == expected, select_id
@@ -232,13 +238,13 @@ def test_chat_streams_token_by_token(live, browser, tmp_path):
 
 def test_stop_aborts_the_stream_and_the_server_frees_the_slot(live, browser, tmp_path):
     open_page(browser, live)
-    Select(browser.find_element(By.ID, "chat-model")).select_by_value(CHAT_MODEL)
+    Select(browser.find_element(By.ID, "chat-model")).select_by_value(ENDLESS_MODEL)
     tokens = browser.find_element(By.ID, "chat-max-tokens")
     tokens.clear()
     tokens.send_keys("1500")
     browser.find_element(By.ID, "chat-input").send_keys("Count from 1 to 500, one number per line.", Keys.ENTER)
     wait(browser, lambda d: last_answer(d) is not None and len(last_answer(d).text) > 0)
-    busy = monitor(live)
+    busy = monitor(live, ENDLESS_MODEL)
     assert busy["loaded"] and busy["active_sequences"] == 1, busy  # generating now
     stop = browser.find_element(By.ID, "chat-stop")
     assert stop.is_enabled()
@@ -247,8 +253,8 @@ def test_stop_aborts_the_stream_and_the_server_frees_the_slot(live, browser, tmp
     assert "(stopped)" in last_answer(browser).text
     assert "Stopped after" in browser.find_element(By.ID, "chat-stats").text
     # the server notices the closed connection and frees the slot (long before 1500 tokens)
-    wait(browser, lambda d: monitor(live)["active_sequences"] == 0)
-    assert monitor(live)["waiting"] == 0
+    wait(browser, lambda d: monitor(live, ENDLESS_MODEL)["active_sequences"] == 0)
+    assert monitor(live, ENDLESS_MODEL)["waiting"] == 0
     shoot(browser, tmp_path, "playground-chat-stopped.png")
 
     # and the next message is answered at once
