@@ -335,7 +335,8 @@ def _transcribe_windows(state: W.WhisperState, audio: AudioInput, options: dict,
             sent = max(sent, ready)
 
         transcript = state.transcribe(samples, language=language, on_segments=arrived, **options)
-        done = [_shifted(s, offset) for s in transcript.segments]
+        # The callback's segments, shifted already; whisper.cpp reports every segment through it.
+        done = window + [_shifted(s, offset) for s in transcript.segments[len(window):]]
         keep = done if final or len(done) < 2 else done[:-1]
         for segment in keep[sent:]:
             deliver(segment)

@@ -237,7 +237,7 @@ class WhisperState(NativeHandle):
             if sink is not None and sink.error is not None:
                 raise sink.error from None
             raise
-        return self._results(word_timestamps, language)
+        return self._results(word_timestamps, language, sink.segments if sink is not None else [])
 
     def _segment(self, i: int, seek: int, word_timestamps: bool) -> Segment:
         """Segment ``i`` of the last transcription; ``seek``: the previous segment's window."""
@@ -265,35 +265,38 @@ class WhisperState(NativeHandle):
             seg.words = _words(seg.tokens)
         return seg
 
-    def _results(self, word_timestamps: bool, language: str | None) -> Transcript:
+    def _results(self, word_timestamps: bool, language: str | None, read: list[Segment]) -> Transcript:
+        """The last transcription's segments: ``read`` already (by the segment callback), the rest
+        read now."""
         state = self._live()
         lang_id = lib.localai_whisper_lang_id(state)
-        segments: list[Segment] = []
-        for i in range(_check(lib.localai_whisper_n_segments(state), "segments")):
+        segments = list(read)
+        for i in range(len(segments), _check(lib.localai_whisper_n_segments(state), "segments")):
             segments.append(self._segment(i, segments[-1].seek if segments else 0, word_timestamps))
         code = language_code(lang_id) if lang_id >= 0 else None
         return Transcript(language=code or language, segments=segments)
 
 
 class _SegmentSink:
-    """What the native segment callback reaches: reads the new segments, hands them on."""
+    """What the native segment callback reaches: reads the new segments, keeps them (they are
+    the transcript's: ``_results`` does not read them again) and hands them on."""
 
     def __init__(self, state: WhisperState, deliver: Callable[[list[Segment]], None], word_timestamps: bool,
                  cancel) -> None:
         self.state, self.deliver, self.word_timestamps, self.cancel = state, deliver, word_timestamps, cancel
-        self.seek = 0
+        self.segments: list[Segment] = []
         self.error: BaseException | None = None
 
-    def __call__(self, n_new: int) -> None:
+    def __call__(self, n_new: int) -> None:  # (the segments not read yet: n_new of them)
         if self.error is not None:
             return
         try:
             total = _check(lib.localai_whisper_n_segments(self.state._live()), "segments")
-            batch = []
-            for i in range(max(0, total - n_new), total):
-                batch.append(self.state._segment(i, self.seek, self.word_timestamps))
-                self.seek = batch[-1].seek
-            self.deliver(batch)
+            first = len(self.segments)
+            for i in range(first, total):
+                seek = self.segments[-1].seek if self.segments else 0
+                self.segments.append(self.state._segment(i, seek, self.word_timestamps))
+            self.deliver(self.segments[first:])
         except BaseException as exc:  # never into the C frames: stop the run and raise it there
             self.error = exc
             self.cancel[0] = 1
