@@ -23,13 +23,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from localai import errors
+from localai.backends.polling import queued
 from localai.capabilities import Delta, Event, Finished, GenerationOptions, PromptInfo, collect
 from localai.config import ModelConfig
 from localai.errors import ModelLoadError, ModelUnloaded, WorkerLost
@@ -37,7 +37,6 @@ from localai.settings import Settings
 
 log = logging.getLogger("localai.isolated")
 
-POLL_SECONDS = 0.25
 LOAD_CALL = 0
 
 
@@ -60,11 +59,7 @@ def _rebuild_error(payload: tuple[str, str, str, dict]) -> BaseException:
     return exc
 
 
-class _Call:
-    """One call in flight: its replies, in order."""
-
-    def __init__(self) -> None:
-        self.replies: "queue.SimpleQueue[tuple[str, Any]]" = queue.SimpleQueue()
+Replies = queue.SimpleQueue  # one call in flight: its (kind, payload) replies, in order
 
 
 class IsolatedEngine:
@@ -80,7 +75,7 @@ class IsolatedEngine:
             theirs.close()
         self._conn = Connection(ours.detach())
         self._send_lock = threading.Lock()
-        self._calls: dict[int, _Call] = {}
+        self._calls: dict[int, Replies] = {}
         self._calls_lock = threading.Lock()
         self._ids = itertools.count(1)
         self.lost: str | None = None  # why the child is gone, once it is
@@ -110,9 +105,9 @@ class IsolatedEngine:
             except (EOFError, OSError):
                 break
             with self._calls_lock:
-                call = self._calls.get(call_id)
-            if call is not None:
-                call.replies.put((kind, payload))
+                replies = self._calls.get(call_id)
+            if replies is not None:
+                replies.put((kind, payload))
         self._proc.wait()
         if not self._closing:
             self.lost = (f"the process of the model {self.name} ended (exit status {self._proc.returncode}): an "
@@ -121,19 +116,19 @@ class IsolatedEngine:
         reason = self.lost or f"the model {self.name} was unloaded"
         with self._calls_lock:
             calls, self._calls = list(self._calls.values()), {}
-        for call in calls:
-            call.replies.put(("lost", reason))
+        for replies in calls:
+            replies.put(("lost", reason))
 
-    def _open(self, kind: str, payload: Any) -> tuple[int, _Call]:
+    def _open(self, kind: str, payload: Any) -> tuple[int, Replies]:
         if self.lost:
             raise WorkerLost(self.lost)
         if self._closing:
             raise ModelUnloaded(f"the model {self.name} was unloaded (the server is shutting down)")
-        call_id, call = next(self._ids), _Call()
+        call_id, replies = next(self._ids), queue.SimpleQueue()
         with self._calls_lock:
-            self._calls[call_id] = call
+            self._calls[call_id] = replies
         self._send(call_id, kind, payload)
-        return call_id, call
+        return call_id, replies
 
     def _send(self, call_id: int, kind: str, payload: Any) -> None:
         try:
@@ -146,18 +141,22 @@ class IsolatedEngine:
         with self._calls_lock:
             self._calls.pop(call_id, None)
 
-    def _reply(self, call: _Call) -> tuple[str, Any]:
-        kind, payload = call.replies.get()
+    def _reply(self, replies: Replies) -> Any:
+        """The payload of a call's next reply; an error or the child's end is raised."""
+        kind, payload = replies.get()
+        if kind in ("error", "lost"):
+            self._raise(kind, payload)
+        return payload
+
+    def _raise(self, kind: str, payload: Any) -> None:
         if kind == "error":
             raise _rebuild_error(payload)
-        if kind == "lost":
-            raise WorkerLost(payload) if self.lost else ModelUnloaded(payload)
-        return kind, payload
+        raise WorkerLost(payload) if self.lost else ModelUnloaded(payload)
 
     def _call(self, method: str, *args: Any) -> Any:
-        call_id, call = self._open("call", (method, args))
+        call_id, replies = self._open("call", (method, args))
         try:
-            return self._reply(call)[1]
+            return self._reply(replies)
         finally:
             self._done(call_id)
 
@@ -181,13 +180,13 @@ class IsolatedEngine:
 
     def generate(self, prompts: Sequence[str | list[int]], options: GenerationOptions, *,
                  n: int = 1) -> "RemoteGeneration":
-        call_id, call = self._open("generate", (list(prompts), options, n))
+        call_id, replies = self._open("generate", (list(prompts), options, n))
         try:
-            _, choices = self._reply(call)  # "started": the prompts were checked and submitted
+            choices = self._reply(replies)  # "started": the prompts were checked and submitted
         except BaseException:
             self._done(call_id)
             raise
-        return RemoteGeneration(self, call_id, call, n, choices)
+        return RemoteGeneration(self, call_id, replies, n, choices)
 
     def close(self) -> None:
         if self._closing:
@@ -210,41 +209,27 @@ class IsolatedEngine:
 class RemoteGeneration:
     """The ``Generation`` contract over a generation running in the child."""
 
-    def __init__(self, engine: IsolatedEngine, call_id: int, call: _Call, n: int, choices: int) -> None:
-        self._engine, self._call_id, self._call = engine, call_id, call
+    def __init__(self, engine: IsolatedEngine, call_id: int, replies: Replies, n: int, choices: int) -> None:
+        self._engine, self._call_id, self._replies = engine, call_id, replies
         self.n, self.choices = n, choices
 
     def __iter__(self) -> Iterator[tuple[int, Event]]:
         return self._events(None)
 
     def has_pending(self) -> bool:
-        return not self._call.replies.empty()
+        return not self._replies.empty()
 
     def cancel(self) -> None:
         self._engine._send(self._call_id, "cancel", None)
 
     def _events(self, abandoned: Callable[[], bool] | None) -> Iterator[tuple[int, Event]]:
         try:
-            next_check = time.monotonic() + POLL_SECONDS
-            while True:
-                try:
-                    kind, payload = self._call.replies.get(timeout=None if abandoned is None else POLL_SECONDS)
-                except queue.Empty:
-                    kind = None
-                if abandoned is not None and time.monotonic() >= next_check:
-                    next_check = time.monotonic() + POLL_SECONDS
-                    if abandoned():
-                        self.cancel()
-                        abandoned = None  # the cancelled choices still finish: wait for them
-                if kind is None:
-                    continue
+            for kind, payload in queued(self._replies, abandoned, self.cancel):
                 if kind == "end":
                     return
-                if kind == "event":
-                    yield payload
-                    continue
-                self._call.replies.put((kind, payload))  # an error or the end of the child: raise it
-                self._engine._reply(self._call)
+                if kind != "event":  # an error, or the end of the child: raise it
+                    self._engine._raise(kind, payload)
+                yield payload
         finally:
             self._engine._done(self._call_id)
 

@@ -7,14 +7,12 @@ index; the HTTP thread reads them in arrival order until every choice has finish
 from __future__ import annotations
 
 import queue
-import time
 from typing import Any, Callable, Iterator
 
+from localai.backends.polling import queued
 from localai.backends.llama.scheduler import Failed, GenerationRequest, Scheduler
 from localai.capabilities import Delta, Event, Finished, collect
 
-
-POLL_SECONDS = 0.25  # how often a waiting reader asks whether its client is still there
 
 
 class _Tagged:
@@ -74,25 +72,17 @@ class LlamaGeneration:
         """(choice index, event) until every choice has finished; a failure raises. While it
         runs, ``abandoned`` is asked four times a second whether to cancel."""
         open_choices = len(self.requests)
-        next_check = time.monotonic() + POLL_SECONDS
-        while open_choices:
-            try:
-                index, event = self.events.get(timeout=None if abandoned is None else POLL_SECONDS)
-            except queue.Empty:
-                index, event = -1, None
-            if abandoned is not None and time.monotonic() >= next_check:
-                next_check = time.monotonic() + POLL_SECONDS
-                if abandoned():
-                    self.cancel()
-                    abandoned = None  # the cancelled sequences still finish: wait for them
-            if event is None:
-                continue
+        if not open_choices:
+            return
+        for index, event in queued(self.events, abandoned, self.cancel):
             if isinstance(event, Failed):
                 self.cancel()
                 raise event.error
             if isinstance(event, Finished):
                 open_choices -= 1
             yield index, event
+            if not open_choices:
+                return
 
     def collect(self, abandoned: Callable[[], bool] | None = None) -> tuple[list[list[Delta]], dict[int, Finished]]:
         return collect(self._events(abandoned), self.choices)
