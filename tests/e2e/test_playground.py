@@ -127,6 +127,13 @@ def last_answer(driver):
     return answers[-1] if answers else None
 
 
+def fill(driver, element_id: str, text: str) -> None:
+    """Replace what a field holds, typed as a user would."""
+    field = driver.find_element(By.ID, element_id)
+    field.clear()
+    field.send_keys(text)
+
+
 def answer_state(driver) -> str | None:
     answer = last_answer(driver)
     return answer.get_attribute("data-state") if answer else None
@@ -202,9 +209,7 @@ def test_the_page_loads_accessible_and_without_errors(live, browser, tmp_path):
 def test_chat_streams_token_by_token(live, browser, tmp_path):
     open_page(browser, live)
     Select(browser.find_element(By.ID, "chat-model")).select_by_value(CHAT_MODEL)
-    tokens = browser.find_element(By.ID, "chat-max-tokens")
-    tokens.clear()
-    tokens.send_keys("48")
+    fill(browser, "chat-max-tokens", "48")
     box = browser.find_element(By.ID, "chat-input")
     box.send_keys("first line", Keys.SHIFT, Keys.ENTER, Keys.SHIFT, "second line")
     assert box.get_attribute("value") == "first line\nsecond line"  # Shift+Enter: a new line, nothing sent
@@ -239,9 +244,7 @@ def test_chat_streams_token_by_token(live, browser, tmp_path):
 def test_stop_aborts_the_stream_and_the_server_frees_the_slot(live, browser, tmp_path):
     open_page(browser, live)
     Select(browser.find_element(By.ID, "chat-model")).select_by_value(ENDLESS_MODEL)
-    tokens = browser.find_element(By.ID, "chat-max-tokens")
-    tokens.clear()
-    tokens.send_keys("1500")
+    fill(browser, "chat-max-tokens", "1500")
     browser.find_element(By.ID, "chat-input").send_keys("Count from 1 to 500, one number per line.", Keys.ENTER)
     wait(browser, lambda d: last_answer(d) is not None and len(last_answer(d).text) > 0)
     busy = monitor(live, ENDLESS_MODEL)
@@ -258,8 +261,7 @@ def test_stop_aborts_the_stream_and_the_server_frees_the_slot(live, browser, tmp
     shoot(browser, tmp_path, "playground-chat-stopped.png")
 
     # and the next message is answered at once
-    tokens.clear()
-    tokens.send_keys("4")
+    fill(browser, "chat-max-tokens", "4")
     browser.find_element(By.ID, "chat-input").send_keys("Say hi.", Keys.ENTER)
     wait(browser, lambda d: answer_state(d) == "done")
 
@@ -267,9 +269,7 @@ def test_stop_aborts_the_stream_and_the_server_frees_the_slot(live, browser, tmp
 def test_embeddings_show_a_similarity_grid(live, browser, tmp_path):
     open_page(browser, live, "embed", "embed-model")
     assert browser.find_element(By.ID, "panel-embed").is_displayed()
-    texts = browser.find_element(By.ID, "embed-input")
-    texts.clear()
-    texts.send_keys("The cat sleeps on the sofa.\nQuarterly revenue grew by four percent.")
+    fill(browser, "embed-input", "The cat sleeps on the sofa.\nQuarterly revenue grew by four percent.")
     browser.find_element(By.ID, "embed-run").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#embed-grid tbody tr"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#embed-grid tbody tr")
@@ -310,9 +310,7 @@ def test_the_page_with_an_api_key(keyed, browser, tmp_path):
     browser.find_element(By.ID, "api-key").send_keys(KEY, Keys.ENTER)
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#chat-model option[value="{CHAT_MODEL}"]'))
     assert not status.is_displayed()
-    tokens = browser.find_element(By.ID, "chat-max-tokens")
-    tokens.clear()
-    tokens.send_keys("8")
+    fill(browser, "chat-max-tokens", "8")
     browser.find_element(By.ID, "chat-input").send_keys("Say hi.", Keys.ENTER)
     wait(browser, lambda d: answer_state(d) in ("done", "error"))
     assert answer_state(browser) == "done" and not browser.find_element(By.ID, "chat-error").is_displayed()
@@ -361,9 +359,7 @@ def generate_image(driver, server, model: str):
     Select(driver.find_element(By.ID, "image-model")).select_by_value(model)
     Select(driver.find_element(By.ID, "image-size")).select_by_value(IMAGE_REQUEST["size"])
     for field, value in (("image-steps", str(IMAGE_REQUEST["step"])), ("image-prompt", IMAGE_REQUEST["prompt"])):
-        box = driver.find_element(By.ID, field)
-        box.clear()
-        box.send_keys(value)
+        fill(driver, field, value)
     driver.find_element(By.ID, "image-run").click()
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#image-result img")
          or d.find_element(By.ID, "image-error").is_displayed())
@@ -441,9 +437,7 @@ def test_installing_a_gallery_model_with_live_progress(gallery_server, browser, 
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#chat-model option[value="tiny-chat"]'))
     shoot(browser, tmp_path, "playground-gallery-installed.png")
     browser.find_element(By.ID, "tab-chat").click()
-    tokens = browser.find_element(By.ID, "chat-max-tokens")
-    tokens.clear()
-    tokens.send_keys("4")
+    fill(browser, "chat-max-tokens", "4")
     browser.find_element(By.ID, "chat-input").send_keys("Say hi.", Keys.ENTER)
     wait(browser, lambda d: answer_state(d) in ("done", "error"))
     assert answer_state(browser) == "done"
