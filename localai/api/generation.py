@@ -7,7 +7,7 @@ import logging
 import re
 from typing import Any, Callable, Iterator
 
-from localai.api.http import ApiRequest, Server, deadline, error_info, sse
+from localai.api.http import ApiRequest, Server, deadline, mid_stream_error, sse
 from localai.capabilities import Delta, Finished, GenerationOptions, Generation
 from localai.config import ModelConfig
 from localai.errors import InvalidRequest
@@ -137,10 +137,7 @@ def stream_events(app: Server, generation: Generation, request: ApiRequest, body
     except Exception as exc:
         if not started:
             raise
-        info = error_info(exc)
-        if info.status >= 500:
-            log.exception("generation failed mid-stream")
-        yield sse(info.body())
+        yield sse(mid_stream_error(exc, log, "generation").body())
         return
     totals = record(app, request, generation, finished)
     if include_usage:

@@ -8,6 +8,7 @@ from message text.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -270,6 +271,15 @@ def error_info(exc: BaseException) -> ErrorInfo:
         kind = "invalid_request_error" if exc.code < 500 else "server_error"
         return ErrorInfo(exc.code, kind, exc.description or exc.name)
     return ErrorInfo(500, "server_error", INTERNAL_ERROR)
+
+
+def mid_stream_error(exc: BaseException, log: logging.Logger, what: str) -> ErrorInfo:
+    """The error of a stream whose headers are out (it becomes the stream's last event); a
+    server-side one is logged with its traceback, as ``App.dispatch`` logs the others."""
+    info = error_info(exc)
+    if info.status >= 500:
+        log.exception("%s failed mid-stream", what)
+    return info
 
 
 def error_response(info: ErrorInfo) -> Response:

@@ -18,7 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from localai.api import schemas
-from localai.api.http import (ApiRequest, Server, client_gone, deadline, error_info, json_response, sse,
+from localai.api.http import (ApiRequest, Server, client_gone, deadline, json_response, mid_stream_error, sse,
                               stream_response, text_response)
 from localai.audio import AudioStream
 from localai.capabilities import Capability, Segment, Transcript
@@ -175,10 +175,7 @@ def _events(app: Server, request: ApiRequest, job, audio: AudioStream) -> Iterat
     except Exception as exc:
         if not started:
             raise
-        info = error_info(exc)
-        if info.status >= 500:
-            log.exception("transcription failed mid-stream")
-        yield sse({"type": "error", **info.body()})
+        yield sse({"type": "error", **mid_stream_error(exc, log, "transcription").body()})
         return
     output = sum(len(s.tokens) for s in transcript.segments)
     request.record.tokens = output
