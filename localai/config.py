@@ -261,7 +261,10 @@ def _known(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
 
 
-_TRANSCRIPTION_KEYS = {f.name: f.type for f in fields(TranscriptionConfig)}
+# the top-level keys of TranscriptionConfig and the type each is converted to
+_TRANSCRIPTION_KEYS: dict[str, type] = {"beam_size": int, "best_of": int, "temperature_increment": float,
+                                        "entropy_threshold": float, "logprob_threshold": float,
+                                        "no_speech_threshold": float}
 
 
 def _build(data: dict, source: Path | None) -> ModelConfig:
@@ -318,9 +321,7 @@ def _build(data: dict, source: Path | None) -> ModelConfig:
         parallel=count("parallel"),
         asset_dir=data.get("asset_dir"),
         description=data.get("description"),
-        transcription=TranscriptionConfig(**{
-            k: None if data.get(k) is None else (int if kind.startswith("int") else float)(data[k])
-            for k, kind in _TRANSCRIPTION_KEYS.items()}),
+        transcription=TranscriptionConfig(**{k: num(data.get(k), kind) for k, kind in _TRANSCRIPTION_KEYS.items()}),
         rpc_workers=_endpoints(data.get("rpc_workers")),
         gpu_layers=data.get("gpu_layers"),
         tensor_split=_weights(data.get("tensor_split")),

@@ -430,3 +430,16 @@ def test_non_utf8_yaml_is_reported(tmp_path):
     (tmp_path / "bin.yaml").write_bytes(b"name: \xff\xfe\n")
     configs, errors = load_model_configs(tmp_path)
     assert configs == {} and errors == ["bin.yaml: not UTF-8 text"]
+
+
+def test_every_transcription_field_is_read_from_the_yaml():
+    from dataclasses import fields
+
+    from localai.config import _TRANSCRIPTION_KEYS, TranscriptionConfig
+
+    assert set(_TRANSCRIPTION_KEYS) == {f.name for f in fields(TranscriptionConfig)}
+    config = parse_model_config({"name": "w", "backend": "whisper", "beam_size": 2, "best_of": 3,
+                                 "temperature_increment": 1, "entropy_threshold": 2, "logprob_threshold": -1,
+                                 "no_speech_threshold": 0.5})
+    assert config.transcription == TranscriptionConfig(2, 3, 1.0, 2.0, -1.0, 0.5)
+    assert isinstance(config.transcription.temperature_increment, float)
