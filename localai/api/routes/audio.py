@@ -164,14 +164,12 @@ def _events(app: Server, request: ApiRequest, job, audio: AudioStream) -> Iterat
     """OpenAI's transcript events: a ``transcript.text.delta`` per segment as it is final, then
     ``transcript.text.done`` with the whole text; an error after the first event is an event."""
     started = False
+    gone, stop_at = client_gone(request), deadline(app.settings)  # one deadline for the whole stream
     try:
-        pieces: list[str] = []
-        for segment in job.segments(abandoned=client_gone(request), deadline=deadline(app.settings)):
-            delta = segment.text if pieces else segment.text.lstrip()
-            pieces.append(delta)
+        for segment in job.segments(abandoned=gone, deadline=stop_at):
+            yield sse({"type": "transcript.text.delta", "delta": segment.text if started else segment.text.lstrip()})
             started = True
-            yield sse({"type": "transcript.text.delta", "delta": delta})
-        transcript = job.result(abandoned=client_gone(request), deadline=deadline(app.settings))
+        transcript = job.result(abandoned=gone, deadline=stop_at)
     except Exception as exc:
         if not started:
             raise
