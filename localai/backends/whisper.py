@@ -2,7 +2,8 @@
 
 The weights are loaded once per model. Every transcription runs on a decoding state of its
 own (``whisper_full_with_state``), taken from a pool: concurrent requests never share
-mutable state, and a state is reused (not reallocated) by the next request. The pool is
+mutable state, and a used state is replaced by a fresh one after its result is out (a reused
+state remembers earlier runs; see ``_recycle``), off the next request's time. The pool is
 bounded so concurrent transcriptions do not oversubscribe the CPU: by default as many run
 at once as ``threads`` fit in the cores (one when a transcription uses every core); the
 model YAML's ``parallel`` overrides it. Further requests wait their turn.
